@@ -1,0 +1,194 @@
+"""`model.tar.gz`: what a training run leaves behind, and how it is read back.
+
+Layout of the archive:
+
+    model.pt                      final weights (a state_dict)
+    checkpoints/epoch-0007.pt     every kept checkpoint (best validation epoch, or every N-th)
+    hyperparameters.json          the run's hyperparameters, SageMaker's all-string form
+    model-info.json               num_classes, image_shape, num_layers, multi_label, best_epoch, ...
+
+Archives are written to a temporary file and renamed into place; they are read with tarfile's
+`filter="data"` and `torch.load(weights_only=True)`. A `model/` channel holding such an archive
+starts incremental training (`num_layers`, `image_shape` and `num_classes` must match).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.errors import DataError, HyperparameterError
+from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
+from trainer.models import build_model
+
+__all__ = [
+    "ARCHIVE_NAME",
+    "LoadedModel",
+    "atomic_torch_save",
+    "checkpoint_name",
+    "load_incremental_weights",
+    "load_model_archive",
+    "write_model_archive",
+]
+
+ARCHIVE_NAME = "model.tar.gz"
+_WEIGHTS = "model.pt"
+_HYPERPARAMETERS = "hyperparameters.json"
+_INFO = "model-info.json"
+_MATCHING = ("num_layers", "image_shape", "num_classes")
+
+
+def checkpoint_name(epoch: int) -> str:
+    """The archive member (and file name) of epoch `epoch`'s checkpoint."""
+    return f"checkpoints/epoch-{epoch:04d}.pt"
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """`torch.save` to a temporary file next to `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_model_archive(
+    path: Path,
+    *,
+    hp: Hyperparameters,
+    state_dict: Mapping[str, torch.Tensor],
+    checkpoints: Mapping[int, Path],
+    info: Mapping[str, Any],
+) -> Path:
+    """Write `model.tar.gz` at `path` atomically: final `state_dict`, the checkpoint files
+    (epoch -> saved state_dict), the hyperparameters and `info` (plus the shape/class fields)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        **info,
+        "num_classes": hp.num_classes,
+        "image_shape": list(hp.image_shape),
+        "num_layers": hp.num_layers,
+        "multi_label": hp.multi_label,
+        "checkpoints": [checkpoint_name(e) for e in sorted(checkpoints)],
+    }
+    weights = io.BytesIO()
+    torch.save(dict(state_dict), weights)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
+            _add_bytes(tar, _WEIGHTS, weights.getvalue())
+            for epoch in sorted(checkpoints):
+                tar.add(str(checkpoints[epoch]), arcname=checkpoint_name(epoch))
+            _add_bytes(tar, _HYPERPARAMETERS, json.dumps(hp.to_strings(), indent=2).encode())
+            _add_bytes(tar, _INFO, json.dumps(meta, indent=2).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """A model read from `model.tar.gz`, in eval mode, with what is needed to feed it."""
+
+    model: nn.Module
+    hyperparameters: Hyperparameters
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.hyperparameters.multi_label)
+
+
+def _read_archive(path: Path, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(f"model archive {path} does not exist")
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            tar.extractall(folder, filter="data")
+        hp = json.loads((folder / _HYPERPARAMETERS).read_text())
+        info = json.loads((folder / _INFO).read_text())
+    except (tarfile.TarError, OSError, json.JSONDecodeError, EOFError) as exc:
+        raise DataError(
+            f"{path} is not a model.tar.gz written by this trainer "
+            f"({_WEIGHTS}, {_HYPERPARAMETERS} and {_INFO} expected): {exc}"
+        ) from None
+    return hp, info
+
+
+def _load_weights(file: Path, archive: Path) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise DataError(f"{archive} has no member {file.name}")
+    state: dict[str, torch.Tensor] = torch.load(file, map_location="cpu", weights_only=True)
+    return state
+
+
+def load_model_archive(
+    path: str | Path, *, checkpoint: int | None = None, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """Read `model.tar.gz` into a model in eval mode: the final weights, or epoch `checkpoint`'s."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="model-archive-") as tmp:
+        folder = Path(tmp)
+        raw_hp, info = _read_archive(path, folder)
+        member = _WEIGHTS if checkpoint is None else checkpoint_name(checkpoint)
+        if checkpoint is not None and member not in info.get("checkpoints", []):
+            raise DataError(
+                f"{path} has no checkpoint of epoch {checkpoint}; it holds "
+                f"{info.get('checkpoints', [])}"
+            )
+        state = _load_weights(folder / member, path)
+    hp = parse_hyperparameters({**raw_hp, "use_pretrained_model": "0"})
+    model = build_model(hp)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return LoadedModel(model, hp, hp.num_classes, hp.image_shape, info)
+
+
+def load_incremental_weights(model_dir: Path, hp: Hyperparameters) -> dict[str, torch.Tensor]:
+    """The final weights of the `model.tar.gz` in a `model/` channel, after checking that its
+    `num_layers`, `image_shape` and `num_classes` are those of `hp`."""
+    archives = sorted(model_dir.glob("*.tar.gz"))
+    if len(archives) != 1:
+        raise DataError(
+            f"the model channel {model_dir} must hold exactly one model.tar.gz for incremental "
+            f"training, but holds {[a.name for a in archives] or 'none'}"
+        )
+    with tempfile.TemporaryDirectory(prefix="model-archive-") as tmp:
+        folder = Path(tmp)
+        _, info = _read_archive(archives[0], folder)
+        theirs = {**info, "image_shape": tuple(info.get("image_shape", ()))}
+        problems = [
+            f"{name} must match the model in {archives[0]} ({theirs.get(name)!r}) for incremental "
+            f"training, but got {getattr(hp, name)!r}"
+            for name in _MATCHING
+            if theirs.get(name) != getattr(hp, name)
+        ]
+        if problems:
+            raise HyperparameterError(problems)
+        return _load_weights(folder / _WEIGHTS, archives[0])

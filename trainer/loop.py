@@ -1,0 +1,442 @@
+"""The epoch loop: train, validate, report, early stopping, checkpoints, `model.tar.gz`.
+
+`train_one_epoch` and `evaluate` are plain functions that read top to bottom; `fit` wires them to
+the data, the schedule, early stopping and the checkpoint policy. The hot loop never waits for
+the host: metrics are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from trainer.artifacts import (
+    ARCHIVE_NAME,
+    atomic_torch_save,
+    checkpoint_name,
+    load_incremental_weights,
+    write_model_archive,
+)
+from trainer.early_stopping import EarlyStopping
+from trainer.errors import HyperparameterError
+from trainer.hyperparameters import Hyperparameters
+from trainer.metrics import MetricTotals
+from trainer.models import build_model
+from trainer.optim import build_optimizer, build_scheduler, current_learning_rate
+from trainer.precision import Precision, resolve_device, resolve_precision
+
+__all__ = [
+    "STATE_FILE",
+    "FitResult",
+    "InMemoryLoaders",
+    "TrainingData",
+    "evaluate",
+    "fit",
+    "format_progress",
+    "train_one_epoch",
+]
+
+STATE_FILE = "training_state.pt"
+Batch = tuple[torch.Tensor, torch.Tensor]
+Report = Callable[[dict[str, float]], None]
+
+# channels_last measured on ResNet-20 32x32 batch 128: CPU (AVX512) float32 331 -> 495 img/s,
+# bf16 612 -> 708 img/s; cuDNN prefers it for autocast convolutions.
+_CHANNELS_LAST = {"cpu": True, "cuda": True}
+
+
+class TrainingData(Protocol):
+    """What `fit` needs from the data: `trainer.data.Loaders` or `InMemoryLoaders`."""
+
+    train: Iterable[Batch]
+    validation: Iterable[Batch]
+    num_train: int
+    num_validation: int
+    class_counts: Sequence[int] | torch.Tensor | None
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class _Batches:
+    def __init__(
+        self, owner: InMemoryLoaders, images: torch.Tensor, labels: torch.Tensor, shuffle: bool
+    ) -> None:
+        self.owner, self.images, self.labels, self.shuffle = owner, images, labels, shuffle
+
+    def __iter__(self) -> Iterator[Batch]:
+        n, size = len(self.labels), self.owner.batch_size
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.owner.seed * 100_003 + self.owner.epoch)
+            order = torch.randperm(n, generator=generator).to(self.images.device)
+            for start in range(0, n - size + 1 if n >= size else n, size):
+                index = order[start : start + size]
+                yield self.images[index], self.labels[index]
+        else:
+            for start in range(0, n, size):
+                yield self.images[start : start + size], self.labels[start : start + size]
+
+
+@dataclass
+class InMemoryLoaders:
+    """Images (uint8 NCHW, 0..255) and labels already in memory (or on the device): training
+    batches are reshuffled each epoch as a function of (seed, epoch), incomplete last batch
+    dropped; validation is in order."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    validation_images: torch.Tensor
+    validation_labels: torch.Tensor
+    batch_size: int
+    seed: int = 0
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        self.train = _Batches(self, self.train_images, self.train_labels, shuffle=True)
+        self.validation = _Batches(self, self.validation_images, self.validation_labels, False)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
+
+    @property
+    def num_validation(self) -> int:
+        return len(self.validation_labels)
+
+    @property
+    def class_counts(self) -> torch.Tensor | None:
+        labels = self.train_labels
+        return labels.float().sum(0).cpu() if labels.dim() == 2 else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+@dataclass
+class FitResult:
+    """The last epoch's metrics, every epoch's, the best validation epoch and the archive."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    best_epoch: int
+    model_path: Path
+    stopped_early: bool = False
+
+
+@dataclass
+class _Progress:
+    """Everything that changes per epoch and must survive a resume."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    checkpoints: list[int] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    loss_fn: nn.Module,
+    precision: Precision,
+    scaler: torch.amp.GradScaler,
+    totals: MetricTotals,
+    *,
+    channels_last: bool = True,
+) -> int:
+    """One pass over `batches` (one scheduler step per batch); returns the images seen."""
+    model.train()
+    device = precision.device
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    seen = 0
+    for images, labels in batches:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        with precision.autocast():
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        totals.update(logits, labels, loss)
+        seen += labels.shape[0]
+    return seen
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    loss_fn: nn.Module,
+    precision: Precision,
+    totals: MetricTotals,
+    *,
+    channels_last: bool = True,
+) -> None:
+    """Add the model's outputs on `batches` to `totals` (eval mode, no gradients)."""
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for images, labels in batches:
+        images = images.to(precision.device, non_blocking=True)
+        labels = labels.to(precision.device, non_blocking=True)
+        with precision.autocast():
+            logits = model(images.contiguous(memory_format=memory_format))
+            loss = loss_fn(logits.float(), labels)
+        totals.update(logits, labels, loss)
+
+
+def format_progress(metrics: Mapping[str, float], epochs: int) -> str:
+    """`epoch 3/30 train:accuracy=0.712 validation:accuracy=0.694 ... lr=0.1 img/s=812 time=3.1s`:
+    every metric as `name=value`, so a regex like `validation:accuracy=([0-9.]+)` parses it."""
+    named = [
+        f"{k}={v:.4f}"
+        for k, v in metrics.items()
+        if k.startswith(("train:", "validation:")) and k != "train:images_per_second"
+    ]
+    return (
+        f"epoch {int(metrics['epoch'])}/{epochs} "
+        + " ".join(named)
+        + f" lr={metrics['learning_rate']:.6g} img/s={metrics['train:images_per_second']:.0f}"
+        + f" time={metrics['epoch_seconds']:.1f}s"
+    )
+
+
+def _loaders(hp: Hyperparameters, data: Any, seed: int, device: torch.device) -> TrainingData:
+    if hasattr(data, "train") and hasattr(data, "set_epoch"):
+        return data  # type: ignore[no-any-return]
+    from trainer.data import build_loaders
+
+    return build_loaders(hp, data, seed=seed, device=device)  # type: ignore[no-any-return]
+
+
+def _incremental_weights(hp: Hyperparameters, data: Any) -> dict[str, torch.Tensor] | None:
+    root = getattr(data, "root", None)
+    if root is None or not (Path(root) / "model").is_dir():
+        return None
+    return load_incremental_weights(Path(root) / "model", hp)
+
+
+def _loss(hp: Hyperparameters, loaders: TrainingData, device: torch.device) -> nn.Module:
+    if not hp.multi_label:
+        return nn.CrossEntropyLoss()
+    if not hp.use_weighted_loss or loaders.class_counts is None:
+        return nn.BCEWithLogitsLoss()
+    positives = torch.as_tensor(loaders.class_counts, dtype=torch.float32)
+    pos_weight = (loaders.num_train - positives) / positives.clamp(min=1)
+    return nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _keep_checkpoint(
+    hp: Hyperparameters, progress: _Progress, epoch: int, improved: bool
+) -> tuple[bool, list[int]]:
+    """(save this epoch?, epochs whose checkpoints to drop) under the contract's policy."""
+    if hp.checkpoint_frequency:
+        return epoch % hp.checkpoint_frequency == 0, []
+    return improved, list(progress.checkpoints) if improved else []
+
+
+def fit(
+    hp: Hyperparameters,
+    data: Any,
+    output_dir: str | Path,
+    *,
+    report: Report | None = None,
+    state_dir: str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train `hp` on `data` (a `trainer.data.DataConfig` or ready loaders) and write
+    `output_dir/model.tar.gz`.
+
+    `report(metrics)` is called once per epoch, after `state_dir/training_state.pt` (when
+    `state_dir` is given) holds that epoch; a run whose `state_dir` already holds one continues
+    from it. All data and hyperparameter problems are raised before anything is written.
+    """
+    device = resolve_device(device)
+    precision = resolve_precision(hp.precision_dtype, device)
+    rank, world_size = _world()
+    if precision.notice:
+        log(precision.notice)
+    if hp.kv_store and world_size == 1:
+        log(f"kv_store={hp.kv_store} has no effect on single-machine training")
+    if hp.top_k and hp.multi_label:
+        log("top_k is not reported with multi_label=1 (top-k accuracy needs a single label)")
+    torch.manual_seed(seed)
+    loaders = _loaders(hp, data, seed, device)
+    initial = _incremental_weights(hp, data)
+    model = build_model(hp)
+    if initial is not None:
+        model.load_state_dict(initial)
+    channels_last = _CHANNELS_LAST.get(device.type, False)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    trained: nn.Module = model
+    if world_size > 1:
+        ids = [device] if device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=ids)
+    optimizer = build_optimizer(model, hp)
+    scheduler = build_scheduler(optimizer, hp, world_size)
+    scaler = precision.grad_scaler()
+    loss_fn = _loss(hp, loaders, device)
+    stopper = EarlyStopping(
+        hp.early_stopping_min_epochs, hp.early_stopping_patience, hp.early_stopping_tolerance
+    )
+    progress = _Progress()
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+
+    with contextlib.ExitStack() as stack:
+        if state_dir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fit-")))
+        else:
+            work = Path(state_dir)
+            work.mkdir(parents=True, exist_ok=True)
+        state_path = work / STATE_FILE
+        if state_path.is_file():
+            progress = _resume(state_path, hp, seed, parts, stopper)
+            log(f"resuming from {state_path} after epoch {progress.epoch}")
+
+        for epoch in range(progress.epoch + 1, hp.epochs + 1):
+            if progress.stopped_early:
+                break
+            loaders.set_epoch(epoch - 1)
+            learning_rate = current_learning_rate(optimizer)
+            start = time.perf_counter()
+            train_totals = MetricTotals(device, multi_label=bool(hp.multi_label), top_k=hp.top_k)
+            seen = train_one_epoch(
+                trained,
+                loaders.train,
+                optimizer,
+                scheduler,
+                loss_fn,
+                precision,
+                scaler,
+                train_totals,
+                channels_last=channels_last,
+            )
+            train_metrics = train_totals.compute("train")  # waits for the device
+            train_seconds = time.perf_counter() - start
+            val_totals = MetricTotals(device, multi_label=bool(hp.multi_label), top_k=hp.top_k)
+            evaluate(
+                model,
+                loaders.validation,
+                loss_fn,
+                precision,
+                val_totals,
+                channels_last=channels_last,
+            )
+            metrics = {
+                "epoch": float(epoch),
+                **train_metrics,
+                **val_totals.compute("validation"),
+                "learning_rate": learning_rate,
+                "train:images_per_second": seen * world_size / max(train_seconds, 1e-9),
+                "epoch_seconds": time.perf_counter() - start,
+            }
+            accuracy = metrics["validation:accuracy"]
+            improved = accuracy > progress.best_accuracy
+            if improved:
+                progress.best_accuracy, progress.best_epoch = accuracy, epoch
+            progress.stopped_early = bool(hp.early_stopping) and stopper.update(epoch, accuracy)
+            progress.epoch = epoch
+            progress.history.append(metrics)
+            save, drop = _keep_checkpoint(hp, progress, epoch, improved)
+            if rank == 0:
+                if save:
+                    atomic_torch_save(model.state_dict(), work / checkpoint_name(epoch))
+                    progress.checkpoints.append(epoch)
+                for old in drop:
+                    (work / checkpoint_name(old)).unlink(missing_ok=True)
+                    progress.checkpoints.remove(old)
+                if state_dir is not None:
+                    _save_state(state_path, hp, seed, parts, stopper, progress)
+            log(format_progress(metrics, hp.epochs))
+            if report is not None:
+                report(metrics)
+            if progress.stopped_early:
+                log(
+                    f"early stopping after epoch {epoch}: validation:accuracy has not improved "
+                    f"since epoch {stopper.best_epoch} (best {stopper.best:.4f})"
+                )
+
+        model_path = Path(output_dir) / ARCHIVE_NAME
+        if rank == 0:
+            write_model_archive(
+                model_path,
+                hp=hp,
+                state_dict=model.state_dict(),
+                checkpoints={e: work / checkpoint_name(e) for e in progress.checkpoints},
+                info={
+                    "best_epoch": progress.best_epoch,
+                    "epochs_run": progress.epoch,
+                    "stopped_early": progress.stopped_early,
+                    "metrics": progress.history[-1] if progress.history else {},
+                },
+            )
+    return FitResult(
+        metrics=progress.history[-1] if progress.history else {},
+        history=progress.history,
+        best_epoch=progress.best_epoch,
+        model_path=model_path,
+        stopped_early=progress.stopped_early,
+    )
+
+
+def _save_state(
+    path: Path,
+    hp: Hyperparameters,
+    seed: int,
+    parts: Mapping[str, Any],
+    stopper: EarlyStopping,
+    progress: _Progress,
+) -> None:
+    atomic_torch_save(
+        {
+            "hyperparameters": hp.to_strings(),
+            "seed": seed,
+            **{name: part.state_dict() for name, part in parts.items()},
+            "early_stopping": stopper.state_dict(),
+            "progress": vars(progress),
+            "rng": torch.get_rng_state(),
+        },
+        path,
+    )
+
+
+def _resume(
+    path: Path, hp: Hyperparameters, seed: int, parts: Mapping[str, Any], stopper: EarlyStopping
+) -> _Progress:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["hyperparameters"] != hp.to_strings() or state["seed"] != seed:
+        raise HyperparameterError(
+            f"{path} holds a run with other hyperparameters or seed; use a new state directory "
+            f"(saved: seed={state['seed']} {state['hyperparameters']})"
+        )
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    stopper.load_state_dict(state["early_stopping"])
+    torch.set_rng_state(state["rng"])
+    return _Progress(**state["progress"])

@@ -1,0 +1,104 @@
+"""Inference as the SageMaker endpoint does it: each image resized to `image_shape` without keeping
+its aspect ratio (no crop), class probabilities out (softmax, or per-class sigmoid with
+`multi_label=1`)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from trainer.artifacts import LoadedModel, load_model_archive
+from trainer.errors import DataError
+from trainer.precision import resolve_device
+
+__all__ = ["ImageInput", "Predictor"]
+
+ImageInput = bytes | Image.Image | np.ndarray | str | Path
+
+
+class Predictor:
+    """Class probabilities for images, from a trained `model.tar.gz`.
+
+    >>> predictor = Predictor.from_archive("out/model.tar.gz")   # doctest: +SKIP
+    >>> predictor.predict([Path("cat.jpg").read_bytes()]).shape  # doctest: +SKIP
+    (1, 10)
+    """
+
+    def __init__(self, loaded: LoadedModel, device: torch.device, batch_size: int = 64) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = device
+        self.batch_size = batch_size
+        channels, self.height, self.width = loaded.image_shape
+        self.mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+        self.channels = channels
+
+    @classmethod
+    def from_archive(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        checkpoint: int | None = None,
+    ) -> Predictor:
+        """Load `model.tar.gz` (the final model, or epoch `checkpoint`'s)."""
+        resolved = resolve_device(device)
+        return cls(load_model_archive(path, checkpoint=checkpoint, device=resolved), resolved)
+
+    @property
+    def num_classes(self) -> int:
+        return self.loaded.num_classes
+
+    def _to_array(self, image: Any, index: int) -> np.ndarray:
+        if isinstance(image, str | Path):
+            image = Path(image).read_bytes()
+        if isinstance(image, bytes):
+            try:
+                image = Image.open(io.BytesIO(image))
+                image.load()
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"image {index} cannot be decoded: {exc}") from None
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim not in (2, 3):
+                raise DataError(
+                    f"image {index} must be an HWC (or HW) uint8 array, but got "
+                    f"{image.dtype} with shape {image.shape}"
+                )
+            image = Image.fromarray(image)
+        if not isinstance(image, Image.Image):
+            raise DataError(
+                f"image {index} must be encoded bytes, a file path, a PIL image or an HWC uint8 "
+                f"array, but got {type(image).__name__}"
+            )
+        if self.mode is not None:
+            image = image.convert(self.mode)
+        resized = image.resize((self.width, self.height), Image.Resampling.BILINEAR)
+        array = np.asarray(resized, dtype=np.uint8)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if array.shape[2] != self.channels:
+            raise DataError(
+                f"image {index} has {array.shape[2]} channels, the model takes {self.channels}"
+            )
+        return array
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Probabilities, shape (len(images), num_classes), float32."""
+        arrays = [self._to_array(image, i) for i, image in enumerate(images)]
+        out = []
+        for start in range(0, len(arrays), self.batch_size):
+            batch = torch.from_numpy(np.stack(arrays[start : start + self.batch_size]))
+            batch = batch.permute(0, 3, 1, 2).to(self.device)
+            logits = self.model(batch).float()
+            probs = torch.sigmoid(logits) if self.loaded.multi_label else logits.softmax(dim=1)
+            out.append(probs.cpu().numpy())
+        if not out:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,114 @@
+"""`tune train`: one training run with fixed hyperparameters, like one SageMaker training job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trainer.errors import HyperparameterError
+
+__all__ = ["command", "hyperparameters_from"]
+
+
+def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str, str]:
+    """The `--hyperparameters` file's values, overridden by each `--hp name=value`."""
+    from trainer.hyperparameters import load_hyperparameters_file
+
+    values: dict[str, str] = dict(load_hyperparameters_file(file)) if file else {}
+    bad = [pair for pair in pairs if "=" not in pair or not pair.split("=", 1)[0].strip()]
+    if bad:
+        raise HyperparameterError(
+            [
+                f"--hp must be given as name=value (e.g. --hp num_classes=10), but got {p!r}"
+                for p in bad
+            ]
+        )
+    for pair in pairs:
+        name, value = pair.split("=", 1)
+        values[name.strip()] = value.strip()
+    if not values:
+        raise HyperparameterError(
+            "no hyperparameters given: pass --hyperparameters hyperparameters.json or --hp "
+            "name=value (num_classes and num_training_samples are required)"
+        )
+    return values
+
+
+@click.command(
+    "train",
+    help="""Train once with fixed hyperparameters, like one SageMaker training job.
+
+    DATA is a directory in SageMaker's channel layout: train/ and validation/ with train_lst/ and
+    validation_lst/ (images), or a .rec in train/ and validation/ (RecordIO), or
+    train.manifest/validation.manifest (augmented manifest); a model/ folder holding an earlier
+    model.tar.gz starts incremental training. The result is OUTPUT/model.tar.gz, with per-epoch
+    metrics printed on the way (one line per epoch).
+
+    \b
+    Example:
+      tune train --data data/cifar10 --output out \\
+        --hp num_classes=10 --hp num_training_samples=45000 \\
+        --hp num_layers=20 --hp image_shape=3,32,32 --hp epochs=5
+    """,
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Data directory with the SageMaker channels (train/, validation/, ...).",
+)
+@click.option(
+    "--output",
+    "output_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where model.tar.gz is written (created if missing; written only at the end).",
+)
+@click.option(
+    "--hyperparameters",
+    "hp_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A SageMaker hyperparameters.json (a JSON object; values may be strings).",
+)
+@click.option(
+    "--hp",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="One hyperparameter, SageMaker's name and value (repeatable); overrides the "
+    "same name from --hyperparameters.",
+)
+@click.option(
+    "--content-type",
+    default="auto",
+    show_default=True,
+    help="auto, image, recordio or augmented-manifest (SageMaker's MIME names such as "
+    "application/x-image and application/x-recordio are accepted too).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Random seed: the same seed, data and hyperparameters give the same model.",
+)
+def command(
+    data_dir: Path,
+    output_dir: Path,
+    hp_file: Path | None,
+    pairs: tuple[str, ...],
+    content_type: str,
+    seed: int,
+) -> None:
+    """Parse and check everything, then train (see the help text above)."""
+    from trainer.data import DataConfig
+    from trainer.hyperparameters import parse_hyperparameters
+    from trainer.loop import fit
+
+    hp = parse_hyperparameters(hyperparameters_from(hp_file, pairs))
+    data = DataConfig(data_dir, content_type=content_type)
+    result = fit(hp, data, output_dir, seed=seed, log=lambda line: click.echo(line, err=False))
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith(":accuracy"))
+    click.echo(f"model written to {result.model_path} (best epoch {result.best_epoch}; {metrics})")
