@@ -102,6 +102,13 @@ class Hyperparameters:
 # ---------------------------------------------------------------- parsing one value each
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (`np.int64(5)`, `np.True_`, from pandas or a sampler) as the Python value."""
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a boolean is not an integer")
@@ -264,7 +271,8 @@ def _cross_field_problems(hp: dict[str, Any]) -> list[str]:
         )
     if hp.get("top_k") is not None and "num_classes" in hp and hp["top_k"] > hp["num_classes"]:
         problems.append(
-            f"top_k must be no greater than num_classes ({hp['num_classes']}), but got {hp['top_k']}"
+            f"top_k must be no greater than num_classes ({hp['num_classes']}), "
+            f"but got {hp['top_k']}"
         )
     shape = hp.get("image_shape", (3, 224, 224))
     if hp.get("use_pretrained_model"):
@@ -279,7 +287,9 @@ def _cross_field_problems(hp: dict[str, Any]) -> list[str]:
                 f"fixed 224x224 size), but got image_shape '{_render(shape)}'"
             )
     if hp.get("use_weighted_loss") and not hp.get("multi_label"):
-        problems.append("use_weighted_loss=1 is only allowed with multi_label=1, but multi_label is 0")
+        problems.append(
+            "use_weighted_loss=1 is only allowed with multi_label=1, but multi_label is 0"
+        )
     resize = hp.get("resize")
     if resize is not None and resize < max(shape[1:]):
         problems.append(
@@ -306,12 +316,13 @@ def parse_hyperparameters(values: Mapping[str, Any]) -> Hyperparameters:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             problems.append(f"unknown hyperparameter '{name}'{hint}")
             continue
-        if raw is None or (isinstance(raw, str) and not raw.strip() and name != "lr_scheduler_step"):
+        blank = isinstance(raw, str) and not raw.strip() and name != "lr_scheduler_step"
+        if raw is None or blank:
             if spec.required:
                 problems.append(f"{name} is required: {spec.allowed}")
             continue
         try:
-            value = spec.parse(raw)
+            value = spec.parse(_plain(raw))
         except (ValueError, TypeError):
             problems.append(f"{name} must be {spec.allowed}, but got {raw!r}")
             continue
