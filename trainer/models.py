@@ -173,7 +173,12 @@ def _load_pretrained(net: nn.Module, depth: int) -> None:
     if not isinstance(state, dict):
         raise HyperparameterError(f"pretrained weights {path} do not hold a state_dict")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise HyperparameterError(
+            f"pretrained weights {path} do not fit ResNet-{depth}: {str(exc).splitlines()[-1]}"
+        ) from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise HyperparameterError(

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,7 @@ __all__ = [
     "Precision",
     "cpu_capability",
     "cpu_has_native_bf16",
+    "native_bf16",
     "resolve_device",
     "resolve_precision",
 ]
@@ -52,11 +54,14 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability() + (f" ({', '.join(flags)})" if flags else "")
 
 
+def native_bf16(flags: Iterable[str], capability: str) -> bool:
+    """Whether CPU `flags` / torch `capability` show native bf16 (AVX512-BF16 or AMX)."""
+    return any(flag in _BF16_FLAGS for flag in flags) or "AMX" in capability
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 autocast pays off."""
-    if any(flag in cpu_flags() for flag in _BF16_FLAGS):
-        return True
-    return "AMX" in torch.backends.cpu.get_cpu_capability()
+    """Whether this CPU computes bf16 natively, so that bf16 autocast pays off."""
+    return native_bf16(cpu_flags(), torch.backends.cpu.get_cpu_capability())
 
 
 @dataclass(frozen=True)
@@ -84,13 +89,18 @@ class Precision:
         return torch.amp.GradScaler(self.device.type, enabled=self.grad_scaling)
 
 
-def resolve_precision(precision_dtype: str, device: torch.device) -> Precision:
-    """What `precision_dtype` becomes on `device` (see the module docstring)."""
+def resolve_precision(
+    precision_dtype: str, device: torch.device, *, cpu_bf16: bool | None = None
+) -> Precision:
+    """What `precision_dtype` becomes on `device` (see the module docstring); `cpu_bf16`
+    overrides the detection of native bf16 on this CPU."""
     if precision_dtype == "float32":
         return Precision(device, None, False)
     if device.type == "cuda":
         return Precision(device, torch.float16, True)
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if cpu_bf16 is None:
+        cpu_bf16 = cpu_has_native_bf16()
+    if device.type == "cpu" and cpu_bf16:
         return Precision(device, torch.bfloat16, False)
     return Precision(
         device,
