@@ -1,0 +1,42 @@
+"""The data layer: SageMaker's three input forms (images + .lst, MXNet RecordIO, augmented
+manifests), single- and multi-label, the seed's augmentation, and the batches for training."""
+
+from trainer.data.config import CONTENT_TYPES, LABEL_FORMATS, DataConfig, detect_content_type
+from trainer.data.loaders import DEFAULT_CACHE_BYTES, EpochLoader, Loaders, build_loaders
+from trainer.data.lst import LstEntry, read_lst, write_lst
+from trainer.data.manifest import ManifestEntry, read_manifest
+from trainer.data.recordio import (
+    ImageRecord,
+    RecordReader,
+    RecordWriter,
+    pack_image_record,
+    read_index,
+    unpack_image_record,
+)
+from trainer.data.transforms import AUGMENTATIONS, Augmentation, augment_batch, center_crop_batch
+
+__all__ = [
+    "AUGMENTATIONS",
+    "CONTENT_TYPES",
+    "DEFAULT_CACHE_BYTES",
+    "LABEL_FORMATS",
+    "Augmentation",
+    "DataConfig",
+    "EpochLoader",
+    "ImageRecord",
+    "Loaders",
+    "LstEntry",
+    "ManifestEntry",
+    "RecordReader",
+    "RecordWriter",
+    "augment_batch",
+    "build_loaders",
+    "center_crop_batch",
+    "detect_content_type",
+    "pack_image_record",
+    "read_index",
+    "read_lst",
+    "read_manifest",
+    "unpack_image_record",
+    "write_lst",
+]

@@ -1,0 +1,265 @@
+"""MXNet RecordIO (`.rec` + `.idx`), read and written without mxnet, byte for byte as MXNet does.
+
+A record is `magic (uint32 0xced7230a) | lrec (uint32: cflag << 29 | length) | payload | zero
+padding to 4 bytes`. Like dmlc-core's writer, a payload that contains the magic at a 4-byte
+aligned position is split there into parts (cflag 1 = first, 2 = middle, 3 = last) and the reader
+joins them with the magic put back. An *image* payload (what `im2rec` writes) starts with the
+header `uint32 flag | float32 label | uint64 id | uint64 id2`; when `flag > 0` it is followed by
+`flag` float32 labels (multi-label, `im2rec --pack-label`), then the encoded image.
+The `.idx` file holds `key<TAB>byte offset` per record.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from trainer.errors import DataError
+
+__all__ = [
+    "MAGIC",
+    "ImageRecord",
+    "RecordReader",
+    "RecordWriter",
+    "pack_image_record",
+    "read_index",
+    "unpack_image_record",
+]
+
+MAGIC = 0xCED7230A
+_MAGIC_BYTES = struct.pack("<I", MAGIC)
+_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: MXNet's IRHeader
+_LREC = struct.Struct("<II")
+_MAX_LEN = (1 << 29) - 1
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """A decoded image payload: its label(s), ids and the encoded image bytes."""
+
+    labels: tuple[float, ...]
+    id: int
+    id2: int
+    image: bytes
+
+
+def pack_image_record(
+    labels: float | Sequence[float], image: bytes, *, id: int, id2: int = 0
+) -> bytes:
+    """The payload `im2rec` writes: one label in the header, or `flag` labels after it."""
+    if isinstance(labels, int | float):
+        return _HEADER.pack(0, float(labels), id, id2) + image
+    values = np.asarray(labels, dtype="<f4")
+    return _HEADER.pack(len(values), 0.0, id, id2) + values.tobytes() + image
+
+
+def unpack_image_record(payload: bytes, *, where: str = "record") -> ImageRecord:
+    """Split an image payload into header, labels and image; `where` names it in errors."""
+    if len(payload) < _HEADER.size:
+        raise DataError(
+            f"{where}: {len(payload)} bytes is shorter than the {_HEADER.size}-byte image header"
+        )
+    flag, label, id_, id2 = _HEADER.unpack_from(payload)
+    start = _HEADER.size + 4 * flag
+    if flag > 0 and start > len(payload):
+        raise DataError(
+            f"{where}: the image header says {flag} labels follow, but the record has only "
+            f"{len(payload) - _HEADER.size} bytes after the header (garbage or not an image record)"
+        )
+    if flag > 0:
+        labels = tuple(
+            float(v) for v in np.frombuffer(payload, dtype="<f4", count=flag, offset=_HEADER.size)
+        )
+    else:
+        labels = (float(label),)
+    return ImageRecord(labels, id_, id2, payload[start:])
+
+
+def _encode_parts(payload: bytes) -> bytes:
+    """The on-disk bytes of one record, split at aligned magics exactly as dmlc-core does."""
+    size = len(payload)
+    if size > _MAX_LEN:
+        raise DataError(f"a RecordIO record holds at most {_MAX_LEN} bytes, got {size}")
+    out = bytearray()
+    start = 0
+    for i in range(0, size - size % 4, 4):
+        if payload[i : i + 4] == _MAGIC_BYTES:
+            out += _LREC.pack(MAGIC, ((1 if start == 0 else 2) << 29) | (i - start))
+            out += payload[start:i]
+            start = i + 4
+    out += _LREC.pack(MAGIC, ((3 if start else 0) << 29) | (size - start))
+    out += payload[start:]
+    out += b"\0" * (-size % 4)
+    return bytes(out)
+
+
+class RecordWriter:
+    """Writes a `.rec` (and its `.idx`) atomically: the files appear only on a clean `close()`."""
+
+    def __init__(self, rec_path: str | Path, idx_path: str | Path | None = None) -> None:
+        self.rec_path = Path(rec_path)
+        self.idx_path = Path(idx_path) if idx_path is not None else None
+        self.rec_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.rec_path.parent, suffix=".rec.tmp")
+        self._file = os.fdopen(fd, "wb")
+        self._index: list[str] = []
+        self._keys: set[int] = set()
+
+    def write(self, payload: bytes, key: int | None = None) -> int:
+        """Append one record; returns its byte offset. `key` goes to the `.idx` (default: count)."""
+        key = len(self._index) if key is None else key
+        if key in self._keys:
+            raise DataError(f"{self.rec_path}: record key {key} written twice")
+        self._keys.add(key)
+        offset = self._file.tell()
+        self._file.write(_encode_parts(payload))
+        self._index.append(f"{key}\t{offset}\n")
+        return offset
+
+    def close(self) -> None:
+        """Finish both files (rename into place)."""
+        self._file.close()
+        if self.idx_path is not None:
+            fd, tmp = tempfile.mkstemp(dir=self.idx_path.parent, suffix=".idx.tmp")
+            with os.fdopen(fd, "w") as f:
+                f.writelines(self._index)
+            os.replace(tmp, self.idx_path)
+        os.replace(self._tmp, self.rec_path)
+
+    def abort(self) -> None:
+        """Drop what was written."""
+        self._file.close()
+        Path(self._tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_index(idx_path: str | Path) -> list[tuple[int, int]]:
+    """`(key, byte offset)` per line of a `.idx` file."""
+    idx_path = Path(idx_path)
+    rows: list[tuple[int, int]] = []
+    for number, line in enumerate(idx_path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        try:
+            key, offset = int(parts[0]), int(parts[1])
+        except (ValueError, IndexError):
+            raise DataError(
+                f"{idx_path}, line {number}: expected key<TAB>byte offset, got {line!r}"
+            ) from None
+        rows.append((key, offset))
+    return rows
+
+
+class RecordReader:
+    """Random access to the records of a `.rec` file by byte offset.
+
+    `offsets` walks the file once, checking every record's framing, and raises `DataError` naming
+    the file, the record number and byte offset of a bad magic or a record cut short. With an
+    `.idx`, its offsets must be those records' offsets. The reader holds no open file, so it can
+    be sent to DataLoader worker processes.
+    """
+
+    def __init__(self, rec_path: str | Path, idx_path: str | Path | None = None) -> None:
+        self.path = Path(rec_path)
+        self.idx_path = Path(idx_path) if idx_path is not None else None
+        self.offsets = self._scan()
+        if self.idx_path is not None:
+            self._check_index()
+
+    def _scan(self) -> list[int]:
+        offsets: list[int] = []
+        try:
+            size = self.path.stat().st_size
+            f = self.path.open("rb")
+        except OSError as exc:
+            raise DataError(f"cannot read RecordIO file {self.path}: {exc}") from None
+        with f:
+            pos = 0
+            in_record = False
+            while pos < size:
+                head = f.read(8)
+                where = f"{self.path}, record {len(offsets) - in_record} at byte {pos}"
+                if len(head) < 8:
+                    raise DataError(f"{where}: file ends inside a record header (truncated)")
+                magic, lrec = _LREC.unpack(head)
+                if magic != MAGIC:
+                    raise DataError(
+                        f"{where}: bad magic 0x{magic:08x} (a RecordIO record starts with "
+                        f"0x{MAGIC:08x}); the file is corrupt or not MXNet RecordIO"
+                    )
+                cflag, length = lrec >> 29, lrec & _MAX_LEN
+                if cflag in (0, 1):
+                    if in_record:
+                        raise DataError(f"{where}: a new record starts inside a split record")
+                    offsets.append(pos)
+                elif not in_record:
+                    raise DataError(f"{where}: continuation part (flag {cflag}) without a start")
+                in_record = cflag in (1, 2)
+                pos += 8 + length + (-length % 4)
+                if pos > size:
+                    raise DataError(
+                        f"{where}: the record says {length} bytes but the file ends after "
+                        f"{size - (pos - length - (-length % 4))} (truncated)"
+                    )
+                f.seek(pos)
+            if in_record:
+                raise DataError(f"{self.path}: the last record is cut short (truncated)")
+        return offsets
+
+    def _check_index(self) -> None:
+        assert self.idx_path is not None
+        index = read_index(self.idx_path)
+        if len(index) != len(self.offsets):
+            raise DataError(
+                f"{self.idx_path} lists {len(index)} records but {self.path} holds "
+                f"{len(self.offsets)}: the .idx does not belong to this .rec (rebuild it)"
+            )
+        for number, ((key, offset), real) in enumerate(zip(index, self.offsets, strict=True)):
+            if offset != real:
+                raise DataError(
+                    f"{self.idx_path}, line {number + 1} (key {key}): offset {offset} is not where "
+                    f"record {number} of {self.path} starts ({real}); the .idx does not match"
+                )
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def read(self, number: int) -> bytes:
+        """The payload of record `number` (0-based, in file order)."""
+        offset = self.offsets[number]
+        out = bytearray()
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            while True:
+                magic, lrec = _LREC.unpack(f.read(8))
+                cflag, length = lrec >> 29, lrec & _MAX_LEN
+                out += f.read(length + (-length % 4))[:length]
+                if cflag in (0, 3):
+                    return bytes(out)
+                out += _MAGIC_BYTES
+
+    def read_image(self, number: int) -> ImageRecord:
+        """Record `number` as an image record (header, labels, encoded image)."""
+        where = f"{self.path}, record {number} at byte {self.offsets[number]}"
+        return unpack_image_record(self.read(number), where=where)
