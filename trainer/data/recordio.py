@@ -100,6 +100,14 @@ def _encode_parts(payload: bytes) -> bytes:
     return bytes(out)
 
 
+def _publish(tmp: str, path: Path) -> None:
+    """Give a temp file the permissions a normal new file would have, then move it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 class RecordWriter:
     """Writes a `.rec` (and its `.idx`) atomically: the files appear only on a clean `close()`."""
 
@@ -130,8 +138,8 @@ class RecordWriter:
             fd, tmp = tempfile.mkstemp(dir=self.idx_path.parent, suffix=".idx.tmp")
             with os.fdopen(fd, "w") as f:
                 f.writelines(self._index)
-            os.replace(tmp, self.idx_path)
-        os.replace(self._tmp, self.rec_path)
+            _publish(tmp, self.idx_path)
+        _publish(self._tmp, self.rec_path)
 
     def abort(self) -> None:
         """Drop what was written."""
