@@ -275,7 +275,9 @@ class Recorder:
             from mlflow.exceptions import MlflowException
             from mlflow.protos.databricks_pb2 import INVALID_STATE
 
-            raise MlflowException(f"no MLflow run was created for {key!r}", error_code=INVALID_STATE)
+            raise MlflowException(
+                f"no MLflow run was created for {key!r}", error_code=INVALID_STATE
+            )
         return run_id
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
