@@ -1,0 +1,39 @@
+"""The tuning orchestrator: search-space YAML -> Optuna + Ray Tune + ASHA, resumable.
+
+Names are imported on first use, so `import tuner` (and `tune --help`) does not import Ray or torch.
+
+>>> from tuner import load_space, run_study          # doctest: +SKIP
+>>> summary = run_study(load_space("search_spaces/quickstart.yaml"))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "SearchSpaceError": "tuner.errors",
+    "SearchSpace": "tuner.space",
+    "load_space": "tuner.space",
+    "space_from_mapping": "tuner.space",
+    "run_study": "tuner.study",
+    "StudySummary": "tuner.results",
+    "summarize_study": "tuner.results",
+    "format_leaderboard": "tuner.results",
+    "convert_tuning_job": "tuner.sagemaker",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tuner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,77 @@
+"""`tune run`: run (or resume) a tuning study from a search-space YAML or a SageMaker JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["command", "load_study_definition"]
+
+
+def load_study_definition(path: Path, data_dir: Path | None, log: object = click.echo) -> object:
+    """A `SearchSpace` from a search-space YAML, or from a SageMaker tuning-job JSON (`.json`),
+    reporting which SageMaker fields were mapped and which ignored."""
+    from tuner.errors import SearchSpaceError
+    from tuner.space import load_space
+
+    if path.suffix.lower() != ".json":
+        if data_dir is not None:
+            raise SearchSpaceError("--data applies to SageMaker JSON; in a YAML set data.path")
+        return load_space(path)
+    from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
+
+    conversion = convert_tuning_job(path, data_dir=data_dir)
+    for line in conversion.report_lines():
+        log(line)  # type: ignore[operator]
+    return space_from_sagemaker(conversion, source=path)
+
+
+@click.command(
+    "run",
+    help="""Run a tuning study, or continue the one started from the same SPACE.
+
+    SPACE is a search-space YAML (see docs/search-space.md) or a SageMaker
+    CreateHyperParameterTuningJob request / HyperParameterTuningJobConfig as JSON (then give the
+    data with --data). The study lives in STUDY.directory/STUDY.name; running the same SPACE again
+    continues it (a killed study loses no finished trial). Ends with the leaderboard, written to
+    leaderboard.csv, and the best model in best/.
+
+    \b
+    Example:
+      tune run search_spaces/quickstart.yaml
+      tune run tuning-job.json --data data/quickstart
+    """,
+)
+@click.argument(
+    "space_path", metavar="SPACE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an earlier study; an error if there is none (without it an earlier "
+    "study is continued when found, a new one started otherwise).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Data directory for a SageMaker JSON (its S3 URIs cannot be used locally).",
+)
+@click.option("--top", default=10, show_default=True, help="Leaderboard rows to print.")
+def command(space_path: Path, resume: bool, data_dir: Path | None, top: int) -> None:
+    from tuner.results import format_leaderboard
+    from tuner.study import run_study
+
+    space = load_study_definition(space_path, data_dir)
+    summary = run_study(space, resume=True if resume else None)  # type: ignore[arg-type]
+    click.echo("")
+    click.echo(format_leaderboard(summary.leaderboard, summary.objective, limit=top))
+    study_dir = space.study_dir  # type: ignore[attr-defined]
+    click.echo(f"\nleaderboard: {study_dir / 'leaderboard.csv'}")
+    if summary.best_trial_id is not None:
+        click.echo(
+            f"best trial {summary.best_trial_id}: {summary.objective}={summary.best_value:.4f}"
+        )
+    if summary.best_model_path is not None:
+        click.echo(f"best model: {summary.best_model_path} (hyperparameters.json next to it)")

@@ -1,0 +1,138 @@
+"""A Ray Tune searcher around our own Optuna study.
+
+Ray's `OptunaSearch` tells Optuna that a trial ASHA stopped is *complete*, with its last, partial
+score, so TPE learns from truncated results as if they were final; and its warm start does not work
+with define-by-run spaces (ray #18587, #35319). This searcher asks Optuna with the space's
+define-by-run function, reports every epoch as an intermediate value (step = epoch), tells Optuna
+`PRUNED` for trials ASHA stopped, and warm-starts by enqueueing points (`enqueue_trial`) and adding
+earlier trials (`add_trial`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune.search import Searcher
+
+from tuner.space import SearchSpace
+
+__all__ = ["PrunedLog", "StudySearcher"]
+
+
+class PrunedLog:
+    """Which trials ASHA stopped and at which epoch, kept in `STUDY_DIR/pruned.json` so that it
+    survives a restart and is the same for the scheduler, the searcher and the results."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._epochs: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_epochs": {}}
+
+    def _load(self) -> None:
+        if self.path.is_file():
+            self._epochs.update(json.loads(self.path.read_text()))
+
+    def record(self, trial_id: str, epoch: int) -> None:
+        """Remember that `trial_id` was stopped after `epoch` (written atomically)."""
+        self._load()
+        self._epochs[trial_id] = int(epoch)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(self._epochs, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def epoch(self, trial_id: str) -> int | None:
+        """The epoch at which ASHA stopped `trial_id`, or None if it did not."""
+        if trial_id not in self._epochs:
+            self._load()
+        return self._epochs.get(trial_id)
+
+
+class StudySearcher(Searcher):
+    """Suggests configurations from an Optuna study with the space's define-by-run function."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        sampler: optuna.samplers.BaseSampler,
+        pruned: PrunedLog,
+        warm_trials: list[FrozenTrial] | None = None,
+    ) -> None:
+        super().__init__(metric=space.objective, mode=space.mode)
+        self._space = space
+        self._pruned = pruned
+        self._study = optuna.create_study(
+            study_name=space.name,
+            sampler=sampler,
+            direction="maximize" if space.mode == "max" else "minimize",
+        )
+        for trial in warm_trials or []:
+            self._study.add_trial(trial)
+        for point in space.warm_start.points:
+            self._study.enqueue_trial(space.optuna_params(point), skip_if_exists=True)
+        self._live: dict[str, optuna.Trial] = {}
+        self.criteria: Any = None  # set for each run: an object whose `met` ends the study
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study (for plots and `StudySummary.optuna_study`)."""
+        return self._study
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
+        if self.criteria is not None and self.criteria.met and trial_id not in self._live:
+            return Searcher.FINISHED  # type: ignore[return-value]
+        trial = self._live.get(trial_id)
+        if trial is None:
+            trial = self._live[trial_id] = self._study.ask()
+        config = self._space.suggest(trial)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        trial = self._live.get(trial_id)
+        value, epoch = result.get(self.metric), result.get("epoch")
+        if trial is None or value is None or epoch is None or not math.isfinite(value):
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna warns about repeated steps after a resume
+            trial.report(float(value), int(epoch))
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        trial = self._live.pop(trial_id, None)
+        if trial is None:
+            return
+        value = (result or {}).get(self.metric)
+        if error or value is None or not math.isfinite(value):
+            self._study.tell(trial, None, state=TrialState.FAIL)
+        elif self._pruned.epoch(trial_id) is not None:
+            self._study.tell(trial, None, state=TrialState.PRUNED)
+        else:
+            self._study.tell(trial, float(value))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "criteria"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, criteria=None)
+
+    def save(self, checkpoint_path: str) -> None:
+        tmp = f"{checkpoint_path}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump({k: v for k, v in self.__dict__.items() if k != "criteria"}, f)
+        os.replace(tmp, checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))  # noqa: S301 - our own study directory
+        self.criteria = None

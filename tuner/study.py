@@ -1,0 +1,318 @@
+"""Running a study: Ray Tune's `Tuner` with our Optuna searcher, ASHA, limits, and resume.
+
+`run_study(space)` starts the study in `space.study_dir`, or continues the one found there (Ray's
+`Tuner.restore(..., resume_errored=True)`): finished trials are kept, trials that were running
+continue from their last reported epoch, and the searcher keeps its Optuna study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.errors import SearchSpaceError
+from tuner.results import (
+    StudySummary,
+    load_trials,
+    read_study_file,
+    summarize_study,
+    write_study_file,
+)
+from tuner.sampling import build_sampler
+from tuner.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
+from tuner.searcher import PrunedLog, StudySearcher
+from tuner.space import SearchSpace, canonical
+from tuner.trainable import TrialSettings, train_trial, trial_dirname
+
+__all__ = ["run_study", "study_exists"]
+
+# Ray saves the experiment state every N seconds; small so that a killed study loses little.
+_CHECKPOINT_PERIOD_S = "5"
+
+
+def _trial_dirname(trial: Any) -> str:
+    return trial_dirname(trial.trial_id)
+
+
+def _trial_name(trial: Any) -> str:
+    return str(trial.trial_id)
+
+
+def _fingerprint(space: SearchSpace) -> str:
+    """What must not change when a study is resumed: what is searched, how, and on which data."""
+    parts = {
+        "fixed": space.fixed,
+        "dimensions": [repr(d) for d in space.dimensions],
+        "objective": space.objective,
+        "mode": space.mode,
+        "data": space.data.model_dump(),
+        "sampler": space.sampler.model_dump(),
+        "pruner": space.pruner.model_dump(),
+        "max_t": space.max_t,
+        "seed": space.seed,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def study_exists(space: SearchSpace) -> bool:
+    """Whether `space.study_dir` holds a study that Ray can continue."""
+    from ray.tune import Tuner
+
+    return (space.study_dir / "study.json").is_file() and Tuner.can_restore(str(space.study_dir))
+
+
+def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
+    """Earlier studies' finished and pruned trials, as Optuna trials of this space."""
+    dims = {d.name: d for d in space.dimensions}
+    trials = []
+    for study_dir in map(Path, space.warm_start.studies):
+        info = read_study_file(study_dir)
+        if info["objective"] != space.objective or info["mode"] != space.mode:
+            raise SearchSpaceError(
+                f"warm_start.studies: {study_dir} optimised {info['mode']} {info['objective']}, "
+                f"but this study optimises {space.mode} {space.objective}"
+            )
+        for record in load_trials(study_dir, info["objective"], info["mode"]):
+            if record.status not in ("finished", "pruned") or record.value is None:
+                continue
+            try:
+                config = {k: canonical(k, v) for k, v in record.config.items() if k in dims}
+            except (ValueError, TypeError):
+                continue
+            if not all(dims[k].is_active({**space.base, **config}) for k in config):
+                continue
+            distributions = space.distributions(config)
+            params = space.optuna_params(config)
+            if not all(
+                distributions[k]._contains(distributions[k].to_internal_repr(v))
+                for k, v in params.items()
+            ):
+                continue  # outside this study's ranges
+            pruned = record.status == "pruned"
+            trials.append(
+                optuna.trial.create_trial(
+                    state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                    value=None if pruned else record.value,
+                    params=params,
+                    distributions=distributions,
+                    intermediate_values={
+                        int(h["epoch"]): h[space.objective]
+                        for h in record.history
+                        if space.objective in h and math.isfinite(h[space.objective])
+                    },
+                    user_attrs={"warm_start_from": f"{info['name']}/{record.trial_id}"},
+                )
+            )
+    return trials
+
+
+def _ensure_ray(space: SearchSpace) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if space.resources.gpu > gpus:
+        raise SearchSpaceError(
+            f"resources.gpu: a trial asks for {space.resources.gpu} GPU(s), "
+            f"but the Ray cluster has {gpus:g}"
+        )
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if space.resources.cpu > cpus:
+        raise SearchSpaceError(
+            f"resources.cpu: a trial asks for {space.resources.cpu} CPU(s), "
+            f"but the Ray cluster has {cpus:g}"
+        )
+
+
+def _tracker(space: SearchSpace, pruned: PrunedLog, log: Callable[[str], None]) -> Any:
+    if not space.tracking.enabled:
+        return None
+    try:
+        from tuner.tracking import StudyTracker
+    except ModuleNotFoundError as exc:
+        if exc.name != "tuner.tracking":
+            raise
+        log("tracking is off: tuner.tracking is not available")
+        return None
+    return StudyTracker(
+        tracking_uri=space.tracking_uri,
+        experiment_name=space.tracking.experiment_name or space.name,
+        study_name=space.name,
+        study_dir=space.study_dir,
+        objective=space.objective,
+        mode=space.mode,
+        registered_model_name=space.tracking.registered_model_name,
+        alias=space.tracking.alias,
+        hyperparameters_of=space.hyperparameter_strings,
+        pruned_epoch=pruned.epoch,
+    )
+
+
+def _trainable(space: SearchSpace) -> Any:
+    from ray import tune
+
+    settings = TrialSettings(
+        study_dir=str(space.study_dir),
+        fixed=dict(space.fixed),
+        data_root=space.data.path,
+        content_type=space.data.content_type,
+        attribute_names=space.data.attribute_names,
+        label_format=space.data.label_format,
+        seed=space.seed,
+        threads=max(1, math.floor(space.resources.cpu)),
+    )
+    resources = {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
+    return tune.with_resources(tune.with_parameters(train_trial, settings=settings), resources)
+
+
+def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    sampler = build_sampler(
+        space.sampler.name,
+        list(space.dimensions),
+        seed=space.sampler.seed if space.sampler.seed is not None else space.seed,
+        max_parallel=space.limits.max_parallel,
+        options=space.sampler.options,
+    )
+    searcher = StudySearcher(space, sampler, pruned, _warm_trials(space))
+    if space.pruner.name == "asha":
+        scheduler: Any = RecordingASHA(
+            pruned,
+            int(space.base.get("epochs", 30)),
+            max_t=space.max_t,
+            grace_period=space.pruner.grace_period,
+            reduction_factor=space.pruner.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    reuse = space.resources.reuse_actors
+    tune_config = tune.TuneConfig(
+        metric=space.objective,
+        mode=space.mode,
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=space.limits.max_trials,
+        max_concurrent_trials=space.limits.max_parallel,
+        time_budget_s=space.limits.max_wall_seconds,
+        # reused actors keep GPU memory of the previous trial (ray #23971): CPU-only by default
+        reuse_actors=space.resources.gpu == 0 if reuse is None else reuse,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_dirname,
+    )
+    run_config = tune.RunConfig(
+        name=space.study_dir.name,
+        storage_path=str(space.study_dir.parent),
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=space.limits.max_retries),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
+    return tune.Tuner(_trainable(space), tune_config=tune_config, run_config=run_config)
+
+
+def _install(tuner: Any, criteria: CompletionCriteria, callbacks: list[Any]) -> Any:
+    """Hand this run's callbacks and completion criteria to the Tuner; returns its searcher.
+
+    Ray pickles the RunConfig and TuneConfig into tuner.pkl when the Tuner is made and unpickles
+    them on restore; callbacks hold this process's state (the tracker its MLflow client), so they
+    are set after that, each time the study runs (Ray offers no public setter for this)."""
+    internal = tuner._local_tuner
+    internal.get_run_config().callbacks = callbacks
+    searcher = internal._tune_config.search_alg
+    searcher.criteria = criteria
+    return searcher
+
+
+def run_study(
+    space: SearchSpace, *, resume: bool | None = None, log: Callable[[str], None] = print
+) -> StudySummary:
+    """Run the study `space` describes, or continue it; returns its summary.
+
+    `resume=None` continues a study found in `space.study_dir` and starts one otherwise;
+    `resume=True` requires one to continue (`SearchSpaceError` if there is none).
+    """
+    from ray.tune import Tuner
+
+    study_dir = space.study_dir
+    existing = study_exists(space)
+    if resume and not existing:
+        raise SearchSpaceError(f"there is no study to resume at {study_dir}")
+    fingerprint = _fingerprint(space)
+    if existing and read_study_file(study_dir).get("fingerprint") != fingerprint:
+        raise SearchSpaceError(
+            f"the study at {study_dir} was started with a different search space; "
+            "give this one another study.name (or study.directory), or restore the old YAML"
+        )
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", _CHECKPOINT_PERIOD_S)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: only our progress lines
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # num_to_keep=1 makes Ray snapshot the experiment after each trial checkpoint, which is what
+    # a resume needs; its warning about that would print on every epoch of a small study.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    _ensure_ray(space)
+    pruned = PrunedLog(study_dir / "pruned.json")
+    if existing:
+        log(f"resuming the study at {study_dir}")
+        tuner = Tuner.restore(
+            str(study_dir), trainable=_trainable(space), resume_unfinished=True, resume_errored=True
+        )
+    else:
+        write_study_file(
+            study_dir,
+            {
+                "name": space.name,
+                "objective": space.objective,
+                "mode": space.mode,
+                "fixed": space.fixed,
+                "searched": [d.name for d in space.dimensions],
+                "max_t": space.max_t,
+                "max_trials": space.limits.max_trials,
+                "fingerprint": fingerprint,
+            },
+        )
+        (study_dir / "space.yaml").write_text(space.text)
+        log(
+            f"study {space.name}: {space.limits.max_trials} trials, sampler {space.sampler.name}, "
+            f"pruner {space.pruner.name}, objective {space.mode} {space.objective}; in {study_dir}"
+        )
+        tuner = _new_tuner(space, pruned)
+
+    stopper = CompletionCriteria(
+        space.objective,
+        space.mode,
+        space.limits.target_value,
+        space.limits.max_trials_not_improving,
+    )
+    progress = ProgressCallback(
+        space.objective, space.mode, space.limits.max_trials, space.max_t, pruned, stopper, log
+    )
+    progress.resume_from(load_trials(study_dir, space.objective, space.mode))
+    callbacks: list[Any] = [progress]
+    tracker = _tracker(space, pruned, log)
+    if tracker is not None:
+        tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
+        callbacks.append(tracker.ray_callback())
+    searcher = _install(tuner, stopper, callbacks)
+    tuner.fit()
+    if stopper.reason:
+        log(f"study ended early: {stopper.reason}")
+    summary = summarize_study(study_dir, optuna_study=getattr(searcher, "study", None))
+    if tracker is not None:
+        tracker.finish_study(summary)
+    return summary
