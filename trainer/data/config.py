@@ -25,7 +25,6 @@ CONTENT_TYPES: dict[str, str] = {
     "recordio": "recordio",
     "application/x-recordio": "recordio",
     "augmented-manifest": "augmented-manifest",
-    "application/x-recordio-protobuf": "augmented-manifest",
     "application/jsonlines": "augmented-manifest",
 }
 LABEL_FORMATS = ("multi-hot", "class-id")
@@ -87,9 +86,16 @@ def detect_content_type(data: DataConfig) -> str:
     root = data.root
     if not root.is_dir():
         raise DataError(f"data directory {root} does not exist")
-    if (root / "train_lst").is_dir():
+    has_lst = (root / "train_lst").is_dir()
+    has_manifest = manifest_path(root, "train") is not None
+    if has_lst and has_manifest:
+        raise DataError(
+            f"{root} holds both image channels (train_lst/) and an augmented manifest; state "
+            "which to use: content_type 'image' or 'augmented-manifest'"
+        )
+    if has_lst:
         return "image"
-    if manifest_path(root, "train") is not None:
+    if has_manifest:
         return "augmented-manifest"
     if (root / "train").is_dir() and any((root / "train").glob("*.rec")):
         return "recordio"

@@ -146,3 +146,40 @@ def test_data_config_rejects_unknown_names() -> None:
     with pytest.raises(DataError, match="content_type must be one of") as info:
         DataConfig(Path("."), content_type="tfrecord", label_format="onehot")
     assert len(info.value.problems) == 2
+
+
+def test_corrupt_jpeg_in_the_middle_names_the_file(assets: Path, tmp_path: Path) -> None:
+    root = _copy(assets, tmp_path)
+    rel = (root / "train_lst" / "train.lst").read_text().splitlines()[150].split("\t")[2]
+    image = root / "train" / rel
+    image.write_bytes(image.read_bytes()[:600])
+    problem = rf"{rel}: (cannot decode the image|not a readable image)"
+    with pytest.raises(DataError, match=problem):
+        build_loaders(_hp(), DataConfig(root), seed=0)
+    with pytest.raises(DataError, match=problem):  # the streaming path too
+        loaders = build_loaders(_hp(), DataConfig(root), seed=0, cache_bytes=0)
+        for _ in loaders.train:
+            pass
+
+
+def test_greyscale_images_become_three_channels_with_one_notice(assets, tmp_path) -> None:
+    from PIL import Image
+
+    root = _copy(assets, tmp_path)
+    rows = (root / "train_lst" / "train.lst").read_text().splitlines()
+    greys = [rows[i].split("\t")[2] for i in (10, 20, 30)]
+    for rel in greys:
+        with Image.open(root / "train" / rel) as img:
+            img.convert("L").save(root / "train" / rel, quality=95)
+    import trainer.data.images as images_module
+
+    images_module._reported_grey = False
+    with pytest.warns(UserWarning, match="greyscale image converted to 3 channels") as record:
+        loaders = build_loaders(_hp(image_shape="3,32,32"), DataConfig(root), seed=0)
+    assert sum("greyscale" in str(w.message) for w in record) == 1
+    cache = loaders.train.cache
+    assert isinstance(cache, torch.Tensor)
+    index = [r.split("\t")[2] for r in rows].index(greys[0])
+    grey = cache[index]
+    assert grey.shape == (3, 32, 32)
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
