@@ -106,8 +106,16 @@ def _simple(cls: type[optuna.samplers.BaseSampler]) -> Callable[..., Any]:
     return build
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask-and-tell: Optuna's calls `study.stop()` when the grid is exhausted,
+    which is an error outside `study.optimize`; the searcher asks `is_exhausted` instead."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
 def _grid_sampler(dims: list[Dimension], seed: int | None, parallel: int, **options: Any) -> Any:
-    return optuna.samplers.GridSampler(_grid(dims), seed=seed, **options)
+    return _GridSampler(_grid(dims), seed=seed, **options)
 
 
 def _brute(dims: list[Dimension], seed: int | None, parallel: int, **options: Any) -> Any:

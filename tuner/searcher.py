@@ -88,7 +88,10 @@ class StudySearcher(Searcher):
         return self._study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
-        if self.criteria is not None and self.criteria.met and trial_id not in self._live:
+        if trial_id not in self._live and (
+            (self.criteria is not None and self.criteria.met)
+            or getattr(self._study.sampler, "is_exhausted", lambda s: False)(self._study)
+        ):
             return Searcher.FINISHED  # type: ignore[return-value]
         trial = self._live.get(trial_id)
         if trial is None:

@@ -21,6 +21,10 @@ def load_study_definition(path: Path, data_dir: Path | None, log: object = click
         return load_space(path)
     from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
 
+    if data_dir is None:
+        raise SearchSpaceError(f"{path}: a SageMaker definition's S3 data cannot be read locally; "
+                               "give the data directory with --data DIR")
+
     conversion = convert_tuning_job(path, data_dir=data_dir)
     for line in conversion.report_lines():
         log(line)  # type: ignore[operator]
