@@ -43,8 +43,9 @@ class ImageClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name
 
         self._predictor = Predictor.from_archive(Path(context.artifacts[ARCHIVE_ARTIFACT]))
 
-    def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+    # `model_input` stays unannotated: MLflow reads a type hint there as a schema of its own.
+    def predict(  # type: ignore[no-untyped-def]
+        self, context, model_input, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         """Probabilities `(N, num_classes)` for a batch of encoded or decoded images."""
         images = _images_of(model_input)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -94,6 +95,16 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
     type=int,
     help="Random seed: the same seed, data and hyperparameters give the same model.",
 )
+@click.option(
+    "--track/--no-track",
+    default=None,
+    help="Record the run in MLflow (params, per-epoch metrics, the model). Default: on when "
+    "--tracking-uri or MLFLOW_TRACKING_URI is set; --track alone records to sqlite:///mlflow.db.",
+)
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (implies --track).")
+@click.option(
+    "--experiment", default="tune-train", show_default=True, help="MLflow experiment name."
+)
 def command(
     data_dir: Path,
     output_dir: Path,
@@ -101,6 +112,9 @@ def command(
     pairs: tuple[str, ...],
     content_type: str,
     seed: int,
+    track: bool | None,
+    tracking_uri: str | None,
+    experiment: str,
 ) -> None:
     """Parse and check everything, then train (see the help text above)."""
     from trainer.data import DataConfig
@@ -112,3 +126,9 @@ def command(
     result = fit(hp, data, output_dir, seed=seed, log=lambda line: click.echo(line, err=False))
     metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith(":accuracy"))
     click.echo(f"model written to {result.model_path} (best epoch {result.best_epoch}; {metrics})")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if track or (track is None and uri):
+        from tuner.tracking import record_training_run
+
+        record_training_run(hp, result, tracking_uri=uri or "sqlite:///mlflow.db",
+                            experiment_name=experiment, log=click.echo)

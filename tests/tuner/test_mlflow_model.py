@@ -1,0 +1,169 @@
+"""The best model in MLflow: a pyfunc around the trainer's Predictor, registered with an alias
+that moves only to a better study; `tune train` runs recorded as one run. Real sqlite store, a
+real (tiny) trained model.tar.gz."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from tuner.mlflow_model import log_model_on_run
+from tuner.mlflow_server import free_port
+from tuner.tracking import record_training_run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, assets: Path) -> tuple[object, object]:
+    """One epoch of a CIFAR ResNet-20 on the committed 16x16-cropped samples (seconds)."""
+    import torch
+
+    from trainer.data import DataConfig
+    from trainer.hyperparameters import parse_hyperparameters
+    from trainer.loop import fit
+
+    torch.set_num_threads(2)
+    hp = parse_hyperparameters(
+        {
+            "num_classes": 10,
+            "num_training_samples": 300,
+            "num_layers": 20,
+            "epochs": 2,
+            "image_shape": "3,16,16",
+            "mini_batch_size": 64,
+            "learning_rate": 0.05,
+        }
+    )
+    out = tmp_path_factory.mktemp("trained")
+    result = fit(hp, DataConfig(assets / "cifar10"), out, seed=0, log=lambda _line: None)
+    return hp, result
+
+
+def _images(assets: Path, count: int = 4) -> list[bytes]:
+    files = sorted((assets / "cifar10" / "validation").rglob("*.jpg"))[:count]
+    return [file.read_bytes() for file in files]
+
+
+def _store(tmp_path: Path) -> tuple[str, MlflowClient, str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.create_experiment("models", artifact_location=(tmp_path / "art").as_uri())
+    return uri, client, experiment
+
+
+def test_the_champion_predicts_what_the_trainers_predictor_predicts(
+    tmp_path: Path, trained: tuple[object, object], assets: Path
+) -> None:
+    from trainer.predict import Predictor
+
+    _, result = trained
+    uri, client, experiment = _store(tmp_path)
+    run = client.create_run(experiment)
+    version = log_model_on_run(
+        tracking_uri=uri,
+        run_id=run.info.run_id,
+        archive=result.model_path,  # type: ignore[attr-defined]
+        registered_model_name="cifar",
+        objective="validation:accuracy",
+        value=0.5,
+        log=lambda _m: None,
+    )
+    assert version == "1"
+    assert str(client.get_model_version_by_alias("cifar", "champion").version) == "1"
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "model_archive")}
+    assert names == {"model_archive/model.tar.gz"}
+
+    images = _images(assets)
+    expected = Predictor.from_archive(result.model_path).predict(images)  # type: ignore[attr-defined]
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model("models:/cifar@champion")
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    by_bytes = model.predict(pd.DataFrame({"image": images}))
+    decoded = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in images]
+    by_pixels = model.predict(pd.DataFrame({"pixels": decoded}))
+    assert by_bytes.shape == (len(images), 10)
+    np.testing.assert_allclose(by_bytes, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(by_pixels, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(by_bytes.sum(axis=1), 1.0, rtol=1e-5)
+    signature = model.metadata.get_input_schema().input_names()
+    assert signature == ["image", "pixels"]
+
+
+def test_the_alias_moves_only_when_a_study_beats_the_champion(
+    tmp_path: Path, trained: tuple[object, object]
+) -> None:
+    _, result = trained
+    uri, client, experiment = _store(tmp_path)
+    messages: list[str] = []
+    for value in (0.5, 0.4, 0.7):
+        run = client.create_run(experiment)
+        log_model_on_run(
+            tracking_uri=uri,
+            run_id=run.info.run_id,
+            archive=result.model_path,  # type: ignore[attr-defined]
+            registered_model_name="cifar",
+            objective="validation:accuracy",
+            value=value,
+            log=messages.append,
+        )
+        champion = client.get_model_version_by_alias("cifar", "champion")
+        assert champion.tags["value"] == repr(0.7 if value == 0.7 else 0.5)
+    versions = client.search_model_versions("name='cifar'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2", "3"]
+    assert str(client.get_model_version_by_alias("cifar", "champion").version) == "3"
+    assert any("does not beat" in m and "version 2" in m for m in messages)
+
+
+def test_a_training_run_is_recorded_with_epoch_metrics_and_the_model(
+    tmp_path: Path, trained: tuple[object, object]
+) -> None:
+    hp, result = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = record_training_run(
+        hp,
+        result,
+        tracking_uri=uri,  # type: ignore[arg-type]
+        experiment_name="train-runs",
+        log=lambda _m: None,
+    )
+    assert run_id is not None
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in run.data.tags
+    assert run.data.params["num_layers"] == "20"
+    assert run.data.params["image_shape"] == "3,16,16"
+    history = client.get_metric_history(run_id, "validation:accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert run.data.metrics["images_per_second"] > 0
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"model_archive"}
+    assert client.search_logged_models([run.info.experiment_id])
+
+
+def test_an_unreachable_store_loses_the_record_not_the_training_run(
+    tmp_path: Path, trained: tuple[object, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hp, result = trained
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    messages: list[str] = []
+    uri = f"http://127.0.0.1:{free_port()}"
+    assert (
+        record_training_run(
+            hp,
+            result,
+            tracking_uri=uri,  # type: ignore[arg-type]
+            experiment_name="x",
+            log=messages.append,
+        )
+        is None
+    )
+    assert len(messages) == 1 and uri in messages[0]
+    assert Path(result.model_path).is_file()  # type: ignore[attr-defined]
