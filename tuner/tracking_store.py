@@ -95,6 +95,7 @@ class Recorder:
         self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._state = self._load_state()
+        self._save_state()  # names the store, so `sync_spool` knows where spooled records go
         self._offline = self.spool_path.exists() and self.spool_path.stat().st_size > 0
         self._last_retry = time.monotonic()
         self._reported_down = False

@@ -1,0 +1,126 @@
+"""Tracking against a real `mlflow server` that is down, or goes away and comes back: nothing
+fails, the problem is reported once, what was not recorded is spooled and recorded later."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from tuner.tracking_store import (
+    RUNS_FILE,
+    SPOOL_DIR,
+    Recorder,
+    TrackingUnavailableError,
+    sync_spool,
+)
+
+pytestmark = pytest.mark.slow  # each test starts a real server (seconds)
+
+
+@pytest.fixture(autouse=True)
+def _fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+def _epoch(key: str, epoch: int) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        "op": "log",
+        "key": key,
+        "step": epoch,
+        "metrics": [
+            ["validation:accuracy", 0.1 * epoch, now, epoch],
+            ["train:loss", 1.0, now, epoch],
+        ],
+    }
+
+
+def _study_ops(experiment: str) -> list[dict[str, Any]]:
+    return [
+        {"op": "create_run", "key": "study", "experiment": experiment, "run_name": "s"},
+        {"op": "log", "key": "study", "params": {"sampler": "tpe"}},
+        {
+            "op": "create_run",
+            "key": "trial:a",
+            "parent": "study",
+            "experiment": experiment,
+            "tags": {"ray.trial_id": "a"},
+        },
+        {"op": "log", "key": "trial:a", "params": {"learning_rate": "0.1"}},
+    ]
+
+
+def test_a_study_started_while_the_server_is_down_is_recorded_by_sync(
+    tmp_path: Path, own_mlflow_server: Any
+) -> None:
+    messages: list[str] = []
+    recorder = Recorder(own_mlflow_server.uri, tmp_path, background=False, log=messages.append)
+    for operation in [*_study_ops("down-at-start"), _epoch("trial:a", 1), _epoch("trial:a", 2)]:
+        recorder.submit(operation)
+    assert recorder.close() == 6
+    assert len([m for m in messages if "cannot record" in m]) == 1  # reported once
+    assert (tmp_path / SPOOL_DIR).is_dir()
+    with pytest.raises(TrackingUnavailableError, match="still unreachable"):
+        sync_spool(tmp_path)
+
+    own_mlflow_server.start()
+    assert sync_spool(tmp_path) == 6
+    assert sync_spool(tmp_path) == 0  # nothing twice
+    runs = json.loads((tmp_path / RUNS_FILE).read_text())["runs"]
+    client = MlflowClient(own_mlflow_server.uri)
+    trial = client.get_run(runs["trial:a"])
+    assert trial.data.tags["mlflow.parentRunId"] == runs["study"]
+    assert trial.data.params["learning_rate"] == "0.1"
+    steps = [m.step for m in client.get_metric_history(runs["trial:a"], "validation:accuracy")]
+    assert steps == [1, 2]
+
+
+def test_a_server_going_away_mid_study_gets_the_missing_epochs_when_it_returns(
+    tmp_path: Path, own_mlflow_server: Any
+) -> None:
+    own_mlflow_server.start()
+    messages: list[str] = []
+    recorder = Recorder(own_mlflow_server.uri, tmp_path, retry_seconds=0.5, log=messages.append)
+    for operation in [*_study_ops("goes-away"), _epoch("trial:a", 1)]:
+        recorder.submit(operation)
+    assert recorder.flush(timeout=60)
+    assert recorder.pending() == 0
+
+    own_mlflow_server.stop()
+    for epoch in (2, 3):
+        recorder.submit(_epoch("trial:a", epoch))
+    assert recorder.flush(timeout=60)
+    assert recorder.pending() == 2
+    assert len([m for m in messages if "cannot record" in m]) == 1
+
+    own_mlflow_server.start()
+    recorder.submit(_epoch("trial:a", 4))
+    deadline = time.monotonic() + 60
+    while recorder.pending() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        recorder.flush(timeout=30)
+    assert recorder.close() == 0
+    assert any("is back" in m for m in messages)
+    run_id = recorder.run_id("trial:a")
+    client = MlflowClient(own_mlflow_server.uri)
+    steps = [m.step for m in client.get_metric_history(run_id, "validation:accuracy")]
+    assert steps == [1, 2, 3, 4]  # in order, none lost, none twice
+
+
+def test_a_replayed_epoch_is_not_logged_twice(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recorder = Recorder(uri, tmp_path, background=False)
+    for operation in [*_study_ops("replay"), _epoch("trial:a", 1), _epoch("trial:a", 2)]:
+        recorder.submit(operation)
+    # a resumed trial reports epoch 2 again (its checkpoint lagged): recorded once
+    resumed = Recorder(uri, tmp_path, background=False)
+    resumed.submit(_epoch("trial:a", 2))
+    resumed.submit(_epoch("trial:a", 3))
+    history = MlflowClient(uri).get_metric_history(resumed.run_id("trial:a"), "validation:accuracy")
+    assert [m.step for m in history] == [1, 2, 3]
