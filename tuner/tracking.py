@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from tuner.tracking_store import Recorder, TrackingUnavailableError, _atomic_write, sync_spool
+from tuner.tracking_store import (
+    EXPERIMENT_TAGS,
+    Recorder,
+    TrackingUnavailableError,
+    _atomic_write,
+    sync_spool,
+)
 
 if TYPE_CHECKING:
     from trainer.hyperparameters import Hyperparameters
@@ -427,7 +433,9 @@ def record_training_run(
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
-            else client.create_experiment(experiment_name, _artifact_location(uri, experiment_name))
+            else client.create_experiment(
+                experiment_name, _artifact_location(uri, experiment_name), tags=EXPERIMENT_TAGS
+            )
         )
         run = client.create_run(
             experiment_id, tags={"tuner.role": "train", "stopped_early": str(result.stopped_early)}

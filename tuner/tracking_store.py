@@ -23,11 +23,20 @@ from typing import Any
 
 from trainer.errors import UserError
 
-__all__ = ["RUNS_FILE", "SPOOL_DIR", "Recorder", "TrackingUnavailableError", "sync_spool"]
+__all__ = [
+    "EXPERIMENT_TAGS",
+    "RUNS_FILE",
+    "SPOOL_DIR",
+    "Recorder",
+    "TrackingUnavailableError",
+    "sync_spool",
+]
 
 RUNS_FILE = "mlflow-runs.json"
 SPOOL_DIR = "mlflow-spool"
 _SPOOL_FILE = "operations.jsonl"
+# The MLflow UI opens an experiment of this kind on its training-runs table (not the GenAI view).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 # Error codes meaning "this operation is wrong", not "the store is away": such an operation is
 # reported and dropped instead of blocking everything spooled behind it.
@@ -286,7 +295,7 @@ class Recorder:
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 self._experiments[name] = self.client.create_experiment(
-                    name, artifact_location=artifact_location
+                    name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS
                 )
             else:
                 self._experiments[name] = experiment.experiment_id
