@@ -183,9 +183,7 @@ def log_model_on_run(
             cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         if not registered_model_name:
             return None
-        version = _register(
-            client, info.model_uri, run_id, registered_model_name, objective, mode, value
-        )
+        version = _register(client, info, run_id, registered_model_name, objective, mode, value)
         _move_alias_if_better(
             client, registered_model_name, alias, version, objective, mode, value, log
         )
@@ -217,7 +215,7 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
 
 def _register(
     client: Any,
-    model_uri: str,
+    info: Any,
     run_id: str,
     name: str,
     objective: str | None,
@@ -236,7 +234,10 @@ def _register(
         "mode": mode,
         "value": "" if value is None else repr(float(value)),
     }
-    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # a tracking server wants the logged model's id beside its `models:/<id>` source
+    version = client.create_model_version(
+        name, info.model_uri, run_id=run_id, tags=tags, model_id=info.model_id
+    )
     return str(version.version)
 
 
