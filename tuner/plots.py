@@ -39,20 +39,26 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def _optimisation_history(summary: StudySummary, path: Path) -> Path | None:
+def _optimisation_history(summary: StudySummary, path: Path, order: list[str]) -> Path | None:
     board = summary.leaderboard
     if summary.objective not in board or board[summary.objective].dropna().empty:
         return None
+    rank = {trial_id: index for index, trial_id in enumerate(order)}
+    board = board.assign(
+        _rank=[rank.get(str(t), len(rank) + i) for i, t in enumerate(board["trial_id"])]
+    ).sort_values("_rank")
+    board = board.reset_index(drop=True)
     figure, axis = plt.subplots(figsize=(7, 4))
     values = board[summary.objective]
     for status, (colour, _, marker) in _STYLE.items():
-        rows = board.index[(board["status"] == status) & values.notna()]
+        mine = board["status"] == status
+        shown = mine & values.notna()
         axis.scatter(
-            [board.index.get_loc(i) for i in rows],
-            values[rows],
+            board.index[shown],
+            values[shown],
             c=colour,
             marker=marker,
-            label=f"{status} ({len(rows)})",
+            label=f"{status} ({int(mine.sum())})",
         )
     best = math.inf if summary.mode == "min" else -math.inf
     pick = min if summary.mode == "min" else max
@@ -61,17 +67,16 @@ def _optimisation_history(summary: StudySummary, path: Path) -> Path | None:
         if status == "finished" and value == value:  # NaN-safe
             best = pick(best, float(value))
         running.append(best if math.isfinite(best) else float("nan"))
-    axis.plot(range(len(board)), running, color="black", label="best so far")
+    axis.plot(range(len(board)), running, color="black", label="best so far (finished)")
+    xlabel = "trial (in order of start)" if order else "trial (leaderboard order)"
     axis.set(
-        xlabel="trial (leaderboard order)",
-        ylabel=summary.objective,
-        title=f"{summary.study_name}: optimisation history",
+        xlabel=xlabel, ylabel=summary.objective, title=f"{summary.study_name}: optimisation history"
     )
     axis.legend(loc="best")
     return _save(figure, path)
 
 
-def _learning_curves(summary: StudySummary, path: Path) -> Path | None:
+def _learning_curves(summary: StudySummary, path: Path, order: list[str]) -> Path | None:
     if not summary.histories:
         return None
     statuses = dict(
@@ -109,8 +114,11 @@ def _learning_curves(summary: StudySummary, path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def _optuna_plot(draw: Callable[..., Any]) -> Callable[[StudySummary, Path], Path | None]:
-    def render(summary: StudySummary, path: Path) -> Path | None:
+_Render = Callable[["StudySummary", Path, list[str]], Path | None]
+
+
+def _optuna_plot(draw: Callable[..., Any]) -> _Render:
+    def render(summary: StudySummary, path: Path, order: list[str]) -> Path | None:
         study = summary.optuna_study
         if study is None:
             return None
@@ -140,7 +148,7 @@ def _parallel(study: Any) -> Any:
     return plot_parallel_coordinate(study)
 
 
-PLOTS: dict[str, Callable[[StudySummary, Path], Path | None]] = {
+PLOTS: dict[str, _Render] = {
     "optimization_history.png": _optimisation_history,
     "learning_curves.png": _learning_curves,
     "param_importances.png": _optuna_plot(_importances),
@@ -148,11 +156,17 @@ PLOTS: dict[str, Callable[[StudySummary, Path], Path | None]] = {
 }
 
 
-def render_study_plots(summary: StudySummary, out_dir: Path) -> list[Path]:
-    """Draw every plot the study has data for into `out_dir`; returns the files written."""
+def render_study_plots(
+    summary: StudySummary, out_dir: Path, order: list[str] | None = None
+) -> list[Path]:
+    """Draw every plot the study has data for into `out_dir`; returns the files written.
+
+    `order` lists trial ids in the order they started (the optimisation history's x axis);
+    without it the leaderboard's order is used and the axis says so.
+    """
     written = []
     for name, render in PLOTS.items():
-        path = render(summary, Path(out_dir) / name)
+        path = render(summary, Path(out_dir) / name, order or [])
         if path is not None:
             written.append(path)
     return written

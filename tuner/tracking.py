@@ -290,7 +290,10 @@ class StudyTracker:
         _atomic_write(leaderboard, board.to_csv(index=False))
         submit({"op": "artifact", "key": STUDY_KEY, "path": str(leaderboard), "dir": None})
         try:
-            plots = render_study_plots(summary, out / "plots")
+            started = [
+                str(t) for t in summary.leaderboard["trial_id"] if str(t) not in self._trials
+            ]
+            plots = render_study_plots(summary, out / "plots", order=started + list(self._trials))
         except Exception as exc:  # noqa: BLE001 - plots are a nicety; the records are not
             self._log(f"mlflow: plots could not be drawn: {type(exc).__name__}: {exc}")
             plots = []

@@ -65,7 +65,9 @@ def _summary(with_optuna: bool) -> StudySummary:
 
 
 def test_all_four_plots_render_as_png_without_a_browser(tmp_path: Path) -> None:
-    written = render_study_plots(_summary(with_optuna=True), tmp_path)
+    summary = _summary(with_optuna=True)
+    order = [f"t{n}" for n in range(7)]
+    written = render_study_plots(summary, tmp_path, order=order)
     assert sorted(p.name for p in written) == [
         "learning_curves.png",
         "optimization_history.png",
