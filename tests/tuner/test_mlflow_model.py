@@ -167,3 +167,36 @@ def test_an_unreachable_store_loses_the_record_not_the_training_run(
     )
     assert len(messages) == 1 and uri in messages[0]
     assert Path(result.model_path).is_file()  # type: ignore[attr-defined]
+
+
+def test_tune_train_records_its_run_when_given_a_tracking_uri(
+    tmp_path: Path, assets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuner.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    hps = [
+        "num_classes=10",
+        "num_training_samples=300",
+        "num_layers=20",
+        "epochs=1",
+        "image_shape=3,16,16",
+        "mini_batch_size=64",
+    ]
+    argv = [
+        "train",
+        "--data",
+        str(assets / "cifar10"),
+        "--output",
+        str(tmp_path / "out"),
+        "--tracking-uri",
+        uri,
+        "--experiment",
+        "cli-train",
+    ]
+    main(argv + [arg for hp in hps for arg in ("--hp", hp)])
+    assert "mlflow: recorded run" in capsys.readouterr().out
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cli-train").experiment_id])
+    assert len(runs) == 1 and runs[0].data.params["epochs"] == "1"
+    assert len(client.get_metric_history(runs[0].info.run_id, "train:accuracy")) == 1
