@@ -84,11 +84,28 @@ class EpochLoader:
     cache: torch.Tensor | list[torch.Tensor] | None = None
     dataset: DecodedImages | None = None
     settings: dict[str, object] = field(default_factory=dict)
+    shard: tuple[int, int] = (0, 1)
     epoch: int = 0
     _loader: DataLoader[tuple[int, torch.Tensor | str]] | None = field(default=None, repr=False)
 
+    def _count(self) -> int:
+        rank, world = self.shard
+        return len(self.labels) if world == 1 else math.ceil(len(self.labels) / world)
+
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(self._count() / self.batch_size)
+
+    def _epoch_order(self, g: torch.Generator) -> torch.Tensor:
+        """This epoch's sample order; with `shard=(rank, world)` every `world`-th sample from
+        `rank` of the common permutation, padded by wrapping so all ranks run the same steps."""
+        n = len(self.labels)
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        rank, world = self.shard
+        if world == 1:
+            return order
+        padded = torch.cat([order, order[: self._count() * world - n]])
+        g.manual_seed(g.initial_seed() + 7919 * (rank + 1))  # different augmentation per rank
+        return padded[rank::world]
 
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 2 + self.shuffle)
@@ -115,9 +132,8 @@ class EpochLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = self._generator()
-        n = len(self.labels)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        starts = range(0, n, self.batch_size)
+        order = self._epoch_order(g)
+        starts = range(0, len(order), self.batch_size)
         for start, images in zip(starts, self._batches(order), strict=True):
             idx = order[start : start + self.batch_size]
             batch = augment_batch(images, *self.shape, self.augmentation, g)
@@ -207,6 +223,7 @@ def build_loaders(
     seed: int,
     device: torch.device | str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    shard: tuple[int, int] = (0, 1),
 ) -> Loaders:
     """Read both channels of `data`, check them and return their batch iterables.
 
@@ -215,7 +232,14 @@ def build_loaders(
     labels as int64 `(N,)`, or float32 multi-hot `(N, num_classes)` with `multi_label=1`.
     Raises `DataError` (naming the file and line/record) for anything wrong that can be found
     before training; warns when `num_training_samples` is far from the real count.
+    `shard=(rank, world_size)` gives each data-parallel worker its part of every train epoch
+    (same number of batches on every rank); validation stays whole on every rank.
     """
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise DataError(
+            f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
+        )
     device = torch.device(device or "cpu")
     content_type = detect_content_type(data)
     multi = bool(hp.multi_label)
@@ -249,6 +273,7 @@ def build_loaders(
             shuffle=train,
             seed=seed,
             device=device,
+            shard=shard if train else (0, 1),
         )
         if size <= budget:
             budget -= size

@@ -183,3 +183,19 @@ def test_greyscale_images_become_three_channels_with_one_notice(assets, tmp_path
     grey = cache[index]
     assert grey.shape == (3, 32, 32)
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+
+
+def test_shards_split_each_epoch_between_ranks_with_equal_batches(assets: Path) -> None:
+    hp = _hp(mini_batch_size=32)
+    parts = [
+        build_loaders(hp, DataConfig(assets / "cifar10"), seed=2, shard=(r, 4)) for r in range(4)
+    ]
+    full = build_loaders(hp, DataConfig(assets / "cifar10"), seed=2)
+    seen: list[int] = []
+    for part in parts:
+        assert len(part.train) == 3  # ceil(ceil(300 / 4) / 32)
+        labels = [y for _, batch in part.train for y in batch.tolist()]
+        assert len(labels) == 75
+        seen += labels
+        assert part.num_validation == 100
+    assert sorted(seen) == sorted(full.train.labels.tolist())
