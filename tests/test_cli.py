@@ -83,15 +83,16 @@ def test_train_on_the_real_cifar_sample_beats_chance_and_predicts(assets, tmp_pa
     hp_file = tmp_path / "hyperparameters.json"
     hp_file.write_text(
         json.dumps(
-            {  # SageMaker's all-string form
+            {  # SageMaker's all-string form; adam settles fastest on 300 images
                 "num_classes": "10",
                 "num_training_samples": "300",
                 "num_layers": "20",
                 "image_shape": "3,32,32",
-                "epochs": "10",
-                "mini_batch_size": "32",
-                "learning_rate": "0.1",
-                "lr_scheduler_step": "7",
+                "epochs": "8",
+                "mini_batch_size": "16",
+                "optimizer": "adam",
+                "learning_rate": "0.002",
+                "lr_scheduler_step": "5",
             }
         )
     )
@@ -112,7 +113,7 @@ def test_train_on_the_real_cifar_sample_beats_chance_and_predicts(assets, tmp_pa
     )
     assert code == 0, err
     accuracies = [float(a) for a in re.findall(r"validation:accuracy=([0-9.]+)", out)]
-    assert len(accuracies) == 11  # ten epoch lines and the summary
+    assert len(accuracies) == 9  # eight epoch lines and the summary
     assert accuracies[-1] > 0.2, out  # 10 classes: chance is 0.1
     model = out_dir / "model.tar.gz"
     images = sorted((assets / "cifar10" / "validation").glob("*/*.jpg"))[:3]

@@ -60,11 +60,14 @@ _CHANNELS_LAST = {"cpu": True, "cuda": True}
 class TrainingData(Protocol):
     """What `fit` needs from the data: `trainer.data.Loaders` or `InMemoryLoaders`."""
 
-    train: Iterable[Batch]
-    validation: Iterable[Batch]
-    num_train: int
-    num_validation: int
-    class_counts: Sequence[int] | torch.Tensor | None
+    @property
+    def train(self) -> Iterable[Batch]: ...
+    @property
+    def validation(self) -> Iterable[Batch]: ...
+    @property
+    def num_train(self) -> int: ...
+    @property
+    def class_counts(self) -> Sequence[int] | torch.Tensor | None: ...
 
     def set_epoch(self, epoch: int) -> None: ...
 
@@ -222,7 +225,7 @@ def _loaders(hp: Hyperparameters, data: Any, seed: int, device: torch.device) ->
         return data  # type: ignore[no-any-return]
     from trainer.data import build_loaders
 
-    return build_loaders(hp, data, seed=seed, device=device)  # type: ignore[no-any-return]
+    return build_loaders(hp, data, seed=seed, device=device)
 
 
 def _incremental_weights(hp: Hyperparameters, data: Any) -> dict[str, torch.Tensor] | None:
