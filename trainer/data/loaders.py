@@ -87,9 +87,10 @@ class EpochLoader:
     shard: tuple[int, int] = (0, 1)
     epoch: int = 0
     _loader: DataLoader[tuple[int, torch.Tensor | str]] | None = field(default=None, repr=False)
+    _order: list[list[int]] = field(default_factory=list, repr=False)  # read by `_Order`
 
     def _count(self) -> int:
-        rank, world = self.shard
+        world = self.shard[1]
         return len(self.labels) if world == 1 else math.ceil(len(self.labels) / world)
 
     def __len__(self) -> int:
