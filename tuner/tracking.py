@@ -239,18 +239,27 @@ class StudyTracker:
     def finish_study(self, summary: StudySummary) -> None:
         """Best value and hyperparameters, leaderboard, plots and best model on the parent run;
         then the parent run ends and everything queued is recorded (or left spooled)."""
-        recorder = self.recorder
         try:
             self._record_summary(summary)
         except Exception as exc:  # noqa: BLE001 - a summary that cannot be recorded fails nothing
             self._log(
                 f"mlflow: the study summary could not be recorded: {type(exc).__name__}: {exc}"
             )
-        recorder.submit(
-            {"op": "end", "key": STUDY_KEY, "status": "FINISHED", "end_time": _now_ms()}
+        self._end("FINISHED")
+
+    def close(self) -> None:
+        """End a study that stopped without `finish_study` (an error, Ctrl-C): the parent run is
+        marked KILLED (a resume reopens it) and what is queued is recorded or spooled. Does nothing
+        after `finish_study`, so callers can put it in a `finally`."""
+        if self._recorder is not None and self.study_key in _LIVE:
+            self._end("KILLED")
+
+    def _end(self, status: str) -> None:
+        self.recorder.submit(
+            {"op": "end", "key": STUDY_KEY, "status": status, "end_time": _now_ms()}
         )
-        recorder.close()
         _LIVE.pop(self.study_key, None)
+        self.recorder.close()
 
     def _record_summary(self, summary: StudySummary) -> None:
         from tuner.plots import render_study_plots

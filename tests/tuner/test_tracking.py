@@ -246,3 +246,28 @@ def test_the_default_store_sits_beside_the_study_directories(
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert resolve_tracking_uri(None, tmp_path / "s1") == "http://127.0.0.1:5999"
+
+
+def test_an_interrupted_study_is_killed_and_its_resume_reopens_the_same_parent(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    epochs = _Epochs()
+    first = _tracker(tmp_path, epochs, uri)
+    first.start_study(space_text="name: fake\n", settings={"sampler": "grid"}, resume=False)
+    first.close()  # the study raised before finish_study
+    first.close()  # idempotent
+    client = MlflowClient(uri)
+    (parent,) = client.search_runs([client.get_experiment_by_name("fake-study").experiment_id])
+    assert parent.info.status == "KILLED"
+
+    resumed = _tracker(tmp_path, epochs, uri)
+    resumed.start_study(space_text="name: fake\n", settings={"sampler": "grid"}, resume=True)
+    resumed.recorder.flush(timeout=60)
+    assert client.get_run(parent.info.run_id).info.status == "RUNNING"
+    resumed.close()
+    fresh = _tracker(tmp_path, epochs, uri)
+    fresh.start_study(space_text="name: fake\n", settings={"sampler": "grid"}, resume=False)
+    fresh.close()  # not a resume: a new parent run
+    runs = client.search_runs([parent.info.experiment_id])
+    assert len(runs) == 2
