@@ -254,3 +254,21 @@ def test_pack_names_the_line_of_a_missing_image(assets: Path, tmp_path: Path) ->
     with pytest.raises(DataError, match=r"x\.lst, line 1: image .*nothere\.jpg not found"):
         pack_images(lst, assets / "cifar10" / "train", tmp_path / "x.rec")
     assert not (tmp_path / "x.rec").exists()
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (the full MXNet files)")
+@pytest.mark.parametrize("name", ["cifar10-validation", "cifar10-multilabel-validation"])
+def test_whole_mxnet_files_round_trip_to_identical_bytes(name: str, tmp_path: Path) -> None:
+    rec = SHARED / f"{name}.rec"
+    reader = RecordReader(rec, rec.with_suffix(".idx"))
+    rows = read_lst(SHARED / f"{name}.lst")
+    assert len(reader) == len(rows)
+    out = tmp_path / "copy.rec"
+    with RecordWriter(out, out.with_suffix(".idx")) as writer:
+        for n, row in enumerate(rows):
+            record = reader.read_image(n)
+            assert (record.id, record.labels) == (row.index, row.labels)
+            labels = record.labels if len(row.labels) > 1 else record.labels[0]
+            writer.write(pack_image_record(labels, record.image, id=record.id), key=row.index)
+    assert out.read_bytes() == rec.read_bytes()
+    assert out.with_suffix(".idx").read_text() == rec.with_suffix(".idx").read_text()
