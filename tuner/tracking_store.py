@@ -4,7 +4,7 @@ and spooled to `STUDY_DIR/mlflow-spool/` while the tracking store cannot be reac
 Every write the tracker makes is a small JSON-serialisable operation (`create_run`, `log`, `end`,
 `text`, `artifact`, `model`) naming its run by a local *key* (`"study"`, `"trial:<ray id>"`), not by
 an MLflow run id, so an operation spooled before its run existed can be replayed later. The MLflow
-run id of each key, and the last epoch logged per run, live in `STUDY_DIR/mlflow-runs.json`; that is
+run id of each key, and the epochs logged per run, live in `STUDY_DIR/mlflow-runs.json`; that is
 what lets a resumed study continue its parent run, and a replay skip epochs already logged.
 """
 
@@ -72,6 +72,13 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
+def _replay_rank(line: str) -> int:
+    operation = json.loads(line)
+    if operation["op"] != "create_run":
+        return 2
+    return 1 if operation.get("parent") else 0
+
+
 def _is_permanent(exc: Exception) -> bool:
     from mlflow.exceptions import MlflowException
 
@@ -109,6 +116,8 @@ class Recorder:
         self._last_retry = time.monotonic()
         self._reported_down = False
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._spool_lock = threading.Lock()
+        self._in_flight: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._work, name="mlflow-recorder", daemon=True)
@@ -127,7 +136,7 @@ class Recorder:
 
     def forget_runs(self) -> None:
         """Start a new study's bookkeeping (a study that is not a resume gets new runs)."""
-        self._state = {"tracking_uri": self.tracking_uri, "runs": {}, "last_step": {}}
+        self._state = {"tracking_uri": self.tracking_uri, "runs": {}, "steps": {}}
         self._save_state()
 
     def submit(self, operation: dict[str, Any]) -> None:
@@ -148,9 +157,21 @@ class Recorder:
     def close(self, timeout: float = 120.0) -> int:
         """Drain the queue, try the spool once more, stop the thread; returns operations spooled."""
         if self._thread is not None:
-            self.flush(timeout)
+            drained = self.flush(timeout)
+            if not drained:
+                # the store hangs: keep what is still queued on disk instead of losing it at exit
+                self._offline = True
+                self._spool(self._take_queued())
             self._queue.put(None)
             self._thread.join(timeout=5.0)
+            in_flight = self._in_flight
+            if self._thread.is_alive():
+                # still inside a call to the store: spool that operation too (replaying it is
+                # harmless: runs are created once per key, epochs logged once per step)
+                self._in_flight = None
+                if in_flight is not None:
+                    self._spool([in_flight])
+                return self.pending()
             self._thread = None
         if self._offline:
             self._replay_spool()
@@ -162,6 +183,18 @@ class Recorder:
                 "(`tune results --sync` records them)"
             )
         return pending
+
+    def _take_queued(self) -> list[dict[str, Any]]:
+        taken: list[dict[str, Any]] = []
+        while True:
+            try:
+                operation = self._queue.get_nowait()
+            except queue.Empty:
+                return taken
+            if operation is not None and operation["op"] == "_barrier":
+                operation["event"].set()
+            elif operation is not None:
+                taken.append(operation)
 
     def pending(self) -> int:
         """How many operations wait in the spool file."""
@@ -193,6 +226,7 @@ class Recorder:
         if self._offline:
             self._spool([operation])
             return
+        self._in_flight = operation
         try:
             self._apply(operation)
         except Exception as exc:  # noqa: BLE001 - any store failure must leave the study running
@@ -200,7 +234,10 @@ class Recorder:
                 self._report(f"mlflow: {operation['op']} for {operation.get('key')} refused: {exc}")
                 return
             self._went_down(exc)
-            self._spool([operation])
+            if self._in_flight is not None:  # else `close` has spooled it already
+                self._spool([operation])
+        finally:
+            self._in_flight = None
 
     def _went_down(self, exc: Exception) -> None:
         self._offline = True
@@ -217,7 +254,7 @@ class Recorder:
 
     def _spool(self, operations: list[dict[str, Any]]) -> None:
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.spool_path.open("a") as handle:
+        with self._spool_lock, self.spool_path.open("a") as handle:
             for operation in operations:
                 handle.write(json.dumps(operation) + "\n")
 
@@ -228,6 +265,9 @@ class Recorder:
             self._offline = False
             return 0
         lines = [line for line in self.spool_path.read_text().splitlines() if line.strip()]
+        # parent runs, then child runs, then the rest (each in its order): an operation spooled
+        # while its run's creation was still in flight can sit before that creation in the file
+        lines.sort(key=_replay_rank)
         done = 0
         for index, line in enumerate(lines):
             try:
@@ -251,14 +291,14 @@ class Recorder:
 
     def _load_state(self) -> dict[str, Any]:
         path = self.study_dir / RUNS_FILE
-        fresh: dict[str, Any] = {"tracking_uri": self.tracking_uri, "runs": {}, "last_step": {}}
+        fresh: dict[str, Any] = {"tracking_uri": self.tracking_uri, "runs": {}, "steps": {}}
         if not path.exists():
             return fresh
         state: dict[str, Any] = json.loads(path.read_text())
         if state.get("tracking_uri") != self.tracking_uri:
             return fresh  # runs of another store mean nothing here
         state.setdefault("runs", {})
-        state.setdefault("last_step", {})
+        state.setdefault("steps", {})
         return state
 
     def _save_state(self) -> None:
@@ -321,7 +361,7 @@ class Recorder:
 
         run_id = self._require_run(op["key"])
         step = op.get("step")
-        if step is not None and step <= self._state["last_step"].get(op["key"], -1):
+        if step is not None and step in self._state["steps"].get(op["key"], ()):
             return  # replayed or resumed: this epoch is already recorded
         metrics = [
             Metric(name, float(value), int(ts), int(s))
@@ -339,7 +379,9 @@ class Recorder:
                 tags=tags if index == 0 else [],
             )
         if step is not None:
-            self._state["last_step"][op["key"]] = step
+            self._state["steps"][op["key"]] = sorted(
+                {*self._state["steps"].get(op["key"], ()), step}
+            )
             self._save_state()
 
     def _end(self, op: dict[str, Any]) -> None:

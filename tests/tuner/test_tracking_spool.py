@@ -126,3 +126,34 @@ def test_a_replayed_epoch_is_not_logged_twice(tmp_path: Path) -> None:
     resumed.submit(_epoch("trial:a", 3))
     history = MlflowClient(uri).get_metric_history(resumed.run_id("trial:a"), "validation:accuracy")
     assert [m.step for m in history] == [1, 2, 3]
+
+
+def test_a_store_that_hangs_does_not_hold_the_study_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_server: Any
+) -> None:
+    """A server that accepts connections and never answers (MLflow's client times out)."""
+    import socket
+
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)
+    uri = f"http://127.0.0.1:{hanging.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    try:
+        recorder = Recorder(uri, tmp_path, log=lambda _m: None)
+        for operation in [*_study_ops("hangs"), _epoch("trial:a", 1), _epoch("trial:a", 2)]:
+            recorder.submit(operation)  # returns at once: the calls happen on the thread
+        assert recorder.close(timeout=1) == 6  # all on disk, the in-flight one included
+    finally:
+        hanging.close()
+    spooled = [json.loads(line)["op"] for line in recorder.spool_path.read_text().splitlines()]
+    assert sorted(spooled) == sorted(["create_run", "log", "create_run", "log", "log", "log"])
+    # the spool's order is not the submission order (the in-flight creation came last); a sync
+    # still builds the same runs: parent, child with its link, both epochs
+    assert sync_spool(tmp_path, mlflow_server.uri) == 6
+    client = MlflowClient(mlflow_server.uri)
+    runs = json.loads((tmp_path / RUNS_FILE).read_text())["runs"]
+    trial = client.get_run(runs["trial:a"])
+    assert trial.data.tags["mlflow.parentRunId"] == runs["study"]
+    history = client.get_metric_history(trial.info.run_id, "validation:accuracy")
+    assert [m.step for m in history] == [1, 2]
