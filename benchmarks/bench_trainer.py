@@ -9,10 +9,11 @@
 Each measurement runs in its own process (so peak memory is its own); trainer and bare loop
 alternate, repeated `--repeats` times, and the medians are compared, so a busy machine slows both.
 The bare loop is what a careful user writes: channels_last, autocast (+ GradScaler on CUDA),
-zero_grad / backward / step, no per-step host sync. Images are seeded random uint8 (throughput does
-not depend on content).
+zero_grad / backward / step, no per-step host sync, and fit's deterministic cuDNN settings.
+Images are seeded random uint8 (throughput does not depend on content).
 
-    python -m benchmarks.bench_trainer [--images 1024] [--epochs 3] [--repeats 3] [--device cpu]
+    python -m benchmarks.bench_trainer [--images 1024] [--batch 128] [--epochs 3] [--repeats 3]
+                                       [--device cpu] [--threads 2]
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ from trainer.models import build_model
 from trainer.optim import build_optimizer
 from trainer.precision import cpu_capability, resolve_device, resolve_precision
 
-BATCH = 128
 
-
-def _hp(precision: str, images: int, epochs: int) -> Hyperparameters:
-    return parse_hyperparameters({
-        "num_classes": 10, "num_training_samples": images, "num_layers": 20,
-        "image_shape": "3,32,32", "mini_batch_size": BATCH, "epochs": epochs,
-        "precision_dtype": precision, "learning_rate": 0.05,
-    })
+def _hp(precision: str, images: int, epochs: int, batch: int) -> Hyperparameters:
+    return parse_hyperparameters(
+        {
+            "num_classes": 10,
+            "num_training_samples": images,
+            "num_layers": 20,
+            "image_shape": "3,32,32",
+            "mini_batch_size": batch,
+            "epochs": epochs,
+            "precision_dtype": precision,
+            "learning_rate": 0.05,
+        }
+    )
 
 
 def _loaders(hp: Hyperparameters, device: torch.device) -> InMemoryLoaders:
@@ -51,7 +57,8 @@ def _loaders(hp: Hyperparameters, device: torch.device) -> InMemoryLoaders:
     n = hp.num_training_samples
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
     y = torch.randint(0, 10, (n,), generator=g).to(device)
-    return InMemoryLoaders(x, y, x[:BATCH], y[:BATCH], batch_size=BATCH)
+    batch = hp.mini_batch_size
+    return InMemoryLoaders(x, y, x[:batch], y[:batch], batch_size=batch)
 
 
 def _trainer(hp: Hyperparameters, device: torch.device) -> list[float]:
@@ -62,6 +69,9 @@ def _trainer(hp: Hyperparameters, device: torch.device) -> list[float]:
 
 def _bare(hp: Hyperparameters, device: torch.device) -> list[float]:
     torch.manual_seed(0)
+    if device.type == "cuda":  # the same cuDNN settings as `fit` (deterministic with a seed)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     precision = resolve_precision(hp.precision_dtype, device)
     model = build_model(hp).to(device).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, hp)
@@ -98,16 +108,37 @@ def _worker(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    hp = _hp(args.precision, args.images, args.epochs + 1)  # first epoch is warm-up
+    hp = _hp(args.precision, args.images, args.epochs + 1, args.batch)  # epoch 1: warm-up
     rates = {"trainer": _trainer, "bare": _bare}[args.worker](hp, device)
-    print(json.dumps({"img_s": statistics.median(rates[1:]), "peak_mb": _peak_mb(device),
-                      "ran_as": resolve_precision(args.precision, device).name}))
+    print(
+        json.dumps(
+            {
+                "img_s": statistics.median(rates[1:]),
+                "peak_mb": _peak_mb(device),
+                "ran_as": resolve_precision(args.precision, device).name,
+            }
+        )
+    )
 
 
 def _measure(args: argparse.Namespace, worker: str, precision: str) -> dict[str, float | str]:
-    cmd = [sys.executable, "-m", "benchmarks.bench_trainer", "--worker", worker,
-           "--precision", precision, "--images", str(args.images), "--epochs", str(args.epochs),
-           "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_trainer",
+        "--worker",
+        worker,
+        "--precision",
+        precision,
+        "--images",
+        str(args.images),
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+        "--batch",
+        str(args.batch),
+    ]
     if args.device:
         cmd += ["--device", args.device]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
@@ -117,6 +148,7 @@ def _measure(args: argparse.Namespace, worker: str, precision: str) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1024, help="training images per epoch")
+    parser.add_argument("--batch", type=int, default=128, help="mini_batch_size")
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs (+1 warm-up)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
@@ -130,15 +162,18 @@ def main() -> None:
 
     device = resolve_device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {where}; CPU capability: {cpu_capability()}; torch threads: "
-          f"{args.threads or torch.get_num_threads()}; ResNet-20 3x32x32, batch {BATCH}, "
-          f"{args.images} images/epoch, {args.epochs} measured epochs, {args.repeats} repeats")
+    print(
+        f"device: {where}; CPU capability: {cpu_capability()}; torch threads: "
+        f"{args.threads or torch.get_num_threads()}; ResNet-20 3x32x32, batch {args.batch}, "
+        f"{args.images} images/epoch, {args.epochs} measured epochs, {args.repeats} repeats"
+    )
     results: dict[tuple[str, str], list[dict[str, float | str]]] = {}
     for _ in range(args.repeats):
         for precision in ("float32", "float16"):
             for worker in ("trainer", "bare"):
                 results.setdefault((worker, precision), []).append(
-                    _measure(args, worker, precision))
+                    _measure(args, worker, precision)
+                )
 
     def median(worker: str, precision: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in results[(worker, precision)])
@@ -146,10 +181,12 @@ def main() -> None:
     for precision in ("float32", "float16"):
         ours, bare = median("trainer", precision, "img_s"), median("bare", precision, "img_s")
         ran_as = results[("trainer", precision)][0]["ran_as"]
-        print(f"precision_dtype={precision} (runs as {ran_as}): trainer {ours:.0f} img/s, "
-              f"bare loop {bare:.0f} img/s, ratio {ours / bare:.3f} (target >= 0.95); peak memory "
-              f"trainer {median('trainer', precision, 'peak_mb'):.0f} MiB, "
-              f"bare {median('bare', precision, 'peak_mb'):.0f} MiB")
+        print(
+            f"precision_dtype={precision} (runs as {ran_as}): trainer {ours:.0f} img/s, "
+            f"bare loop {bare:.0f} img/s, ratio {ours / bare:.3f} (target >= 0.95); peak memory "
+            f"trainer {median('trainer', precision, 'peak_mb'):.0f} MiB, "
+            f"bare {median('bare', precision, 'peak_mb'):.0f} MiB"
+        )
     speedup = median("trainer", "float16", "img_s") / median("trainer", "float32", "img_s")
     native = resolve_precision("float16", device).autocast_dtype is not None
     target = ">= 1.5 (native half precision)" if native else ">= 0.95 (no native half precision)"

@@ -288,6 +288,9 @@ def fit(
     if hp.top_k and hp.multi_label:
         log("top_k is not reported with multi_label=1 (top-k accuracy needs a single label)")
     torch.manual_seed(seed)
+    if device.type == "cuda":  # same seed, same model: deterministic cuDNN algorithms
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     loaders = _loaders(hp, data, seed, device)
     initial = _incremental_weights(hp, data)
     model = build_model(hp)

@@ -43,28 +43,38 @@ class MetricTotals:
     def __init__(self, device: torch.device, *, multi_label: bool, top_k: int | None) -> None:
         self.multi_label = multi_label
         self.top_k = None if multi_label else top_k
-        # loss sum, correct, top-k correct, samples, decisions per sample
-        self._sums = torch.zeros(4, dtype=torch.float64, device=device)
+        # One in-place op per sum and batch: the step stays free of host syncs and cheap to launch.
+        self._loss = torch.zeros((), dtype=torch.float64, device=device)
+        self._correct = torch.zeros((), dtype=torch.int64, device=device)
+        self._top = torch.zeros((), dtype=torch.int64, device=device)
+        self._samples = 0
         self._classes = 1
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
         """Add one batch (`loss` is the batch mean); no host synchronisation."""
-        logits = logits.detach().float()
+        logits = logits.detach()
         n = labels.shape[0]
+        self._samples += n
+        self._loss.add_(loss.detach(), alpha=n)
         if self.multi_label:
-            correct = multi_label_correct(logits, labels)
             self._classes = logits.shape[1]
-        else:
-            correct = correct_count(logits, labels)
-        top = top_k_correct(logits, labels, self.top_k) if self.top_k else correct.new_zeros(())
-        batch = torch.stack([loss.detach().double() * n, correct.double(), top.double()])
-        self._sums[:3] += batch
-        self._sums[3] += n
+            self._correct.add_(multi_label_correct(logits, labels))
+            return
+        self._correct.add_(correct_count(logits, labels))
+        if self.top_k:
+            self._top.add_(top_k_correct(logits, labels, self.top_k))
 
     def compute(self, prefix: str) -> dict[str, float]:
         """`{prefix}:accuracy`, `{prefix}:loss` and `{prefix}:top_k_accuracy_K`, summed over all
         workers when torch.distributed is initialised (one host sync)."""
-        sums = self._sums.clone()
+        sums = torch.stack(
+            [
+                self._loss,
+                self._correct.double(),
+                self._top.double(),
+                torch.tensor(float(self._samples), dtype=torch.float64, device=self._loss.device),
+            ]
+        )
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums)
         loss, correct, top, n = sums.tolist()

@@ -82,6 +82,14 @@ class Normalize(nn.Module):
         return (x.float() - self.mean) / self.std
 
 
+class GlobalAvgPool(nn.Module):
+    """Average over H and W (keeping 1x1): unlike AdaptiveAvgPool2d, its CUDA backward is
+    deterministic, so a seed gives the same model on a GPU too."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 class ImageClassifier(nn.Module):
     """`normalize` followed by a ResNet `net`; keeps the input's memory format (channels_last)."""
 
@@ -106,7 +114,7 @@ class CifarResNet(nn.Module):
         self.layer1 = self._make_layer(block, CIFAR_WIDTHS[0], layers[0], stride=1)
         self.layer2 = self._make_layer(block, CIFAR_WIDTHS[1], layers[1], stride=2)
         self.layer3 = self._make_layer(block, CIFAR_WIDTHS[2], layers[2], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.avgpool = GlobalAvgPool()
         self.fc = nn.Linear(CIFAR_WIDTHS[2] * block.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -138,6 +146,7 @@ def _cifar(depth: int, channels: int, num_classes: int) -> nn.Module:
 def _imagenet(depth: int, channels: int, num_classes: int) -> nn.Module:
     block, layers = IMAGENET_RESNETS[depth]
     net = ResNet(block, list(layers), num_classes=num_classes)
+    net.avgpool = GlobalAvgPool()
     if channels != 3:
         net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
