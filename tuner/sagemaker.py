@@ -24,8 +24,12 @@ from tuner.errors import SearchSpaceError
 __all__ = ["Conversion", "convert_tuning_job", "space_from_sagemaker"]
 
 STRATEGIES = {"Bayesian": "tpe", "Random": "random", "Grid": "grid", "Hyperband": "random"}
-SCALING = {"Auto": "auto", "Linear": "linear", "Logarithmic": "log",
-           "ReverseLogarithmic": "reverse_log"}
+SCALING = {
+    "Auto": "auto",
+    "Linear": "linear",
+    "Logarithmic": "log",
+    "ReverseLogarithmic": "reverse_log",
+}
 OBJECTIVE_TYPES = {"Maximize": "max", "Minimize": "min"}
 
 # fields that say nothing about the algorithm or its search, and why they are not used
@@ -37,7 +41,8 @@ IGNORED = {
     "ResourceConfig": "instance types and counts do not apply; set resources.cpu / resources.gpu",
     "HyperParameterTuningResourceConfig": "instance types and counts do not apply; set "
     "resources.cpu / resources.gpu",
-    "StoppingCondition": "there is no per-trial time limit; limits.max_wall_seconds bounds the study",
+    "StoppingCondition": "there is no per-trial time limit; limits.max_wall_seconds bounds the "
+    "study",
     "VpcConfig": "networking does not apply locally",
     "EnableNetworkIsolation": "networking does not apply locally",
     "EnableInterContainerTrafficEncryption": "networking does not apply locally",
@@ -51,11 +56,21 @@ IGNORED = {
     "Autotune": "SageMaker Autotune picks ranges itself; give them in search",
     "TrainingJobStatus": "a status of a finished job describes nothing to run",
 }
-_DESCRIBE_ONLY = ("HyperParameterTuningJobArn", "HyperParameterTuningJobStatus", "CreationTime",
-                  "HyperParameterTuningEndTime", "LastModifiedTime", "TrainingJobStatusCounters",
-                  "ObjectiveStatusCounters", "BestTrainingJob", "OverallBestTrainingJob",
-                  "FailureReason", "TuningJobCompletionDetails", "ConsumedResources",
-                  "ResponseMetadata")
+_DESCRIBE_ONLY = (
+    "HyperParameterTuningJobArn",
+    "HyperParameterTuningJobStatus",
+    "CreationTime",
+    "HyperParameterTuningEndTime",
+    "LastModifiedTime",
+    "TrainingJobStatusCounters",
+    "ObjectiveStatusCounters",
+    "BestTrainingJob",
+    "OverallBestTrainingJob",
+    "FailureReason",
+    "TuningJobCompletionDetails",
+    "ConsumedResources",
+    "ResponseMetadata",
+)
 
 
 @dataclass
@@ -111,9 +126,11 @@ class _Reader:
 
 def _ranges(r: _Reader, ranges: Mapping[str, Any], where: str, out: Conversion) -> dict[str, Any]:
     search: dict[str, Any] = {}
-    kinds = {"ContinuousParameterRanges": ("continuous", float),
-             "IntegerParameterRanges": ("integer", int),
-             "CategoricalParameterRanges": ("categorical", None)}
+    kinds = {
+        "ContinuousParameterRanges": ("continuous", float),
+        "IntegerParameterRanges": ("integer", int),
+        "CategoricalParameterRanges": ("categorical", None),
+    }
     for key, items in ranges.items():
         if key not in kinds:
             out.ignored.append((f"{where}.{key}", "not a SageMaker parameter-range list"))
@@ -140,8 +157,10 @@ def _ranges(r: _Reader, ranges: Mapping[str, Any], where: str, out: Conversion) 
                 }
                 scaling = item.get("ScalingType", "Auto")
                 if scaling not in SCALING:
-                    r.problems.append(f"{at}.ScalingType: must be one of {', '.join(SCALING)}, "
-                                      f"but got {scaling!r}")
+                    r.problems.append(
+                        f"{at}.ScalingType: must be one of {', '.join(SCALING)}, "
+                        f"but got {scaling!r}"
+                    )
                 elif SCALING[scaling] != "linear" or scaling == "Linear":
                     param["scaling"] = SCALING[scaling]
                 search[name] = param
@@ -164,7 +183,9 @@ def _config(r: _Reader, cfg: Mapping[str, Any], out: Conversion, m: dict[str, An
             out.notes.append("Hyperband = random sampling with early stopping: pruner asha")
 
     def strategy_config(v: Any, at: str) -> None:
-        hb = r.mapping(r.mapping(v, at).get("HyperbandStrategyConfig"), f"{at}.HyperbandStrategyConfig")
+        hb = r.mapping(
+            r.mapping(v, at).get("HyperbandStrategyConfig"), f"{at}.HyperbandStrategyConfig"
+        )
         if "MinResource" in hb:
             m["pruner"]["grace_period"] = r.number(hb["MinResource"], f"{at}...MinResource", int)
             out.mapped.append((f"{at}.HyperbandStrategyConfig.MinResource", "pruner.grace_period"))
@@ -185,8 +206,11 @@ def _config(r: _Reader, cfg: Mapping[str, Any], out: Conversion, m: dict[str, An
                 out.mapped.append((f"{at}.Type", "objective.mode"))
 
     def limits(v: Any, at: str) -> None:
-        keys = {"MaxNumberOfTrainingJobs": "max_trials", "MaxParallelTrainingJobs": "max_parallel",
-                "MaxRuntimeInSeconds": "max_wall_seconds"}
+        keys = {
+            "MaxNumberOfTrainingJobs": "max_trials",
+            "MaxParallelTrainingJobs": "max_parallel",
+            "MaxRuntimeInSeconds": "max_wall_seconds",
+        }
         for key, value in r.mapping(v, at).items():
             if key in keys:
                 kind = float if key == "MaxRuntimeInSeconds" else int
@@ -210,20 +234,34 @@ def _config(r: _Reader, cfg: Mapping[str, Any], out: Conversion, m: dict[str, An
         best = r.mapping(v.get("BestObjectiveNotImproving"), f"{at}.BestObjectiveNotImproving")
         if "MaxNumberOfTrainingJobsNotImproving" in best:
             m["limits"]["max_trials_not_improving"] = r.number(
-                best["MaxNumberOfTrainingJobsNotImproving"], at, int)
-            out.mapped.append((f"{at}.BestObjectiveNotImproving", "limits.max_trials_not_improving"))
+                best["MaxNumberOfTrainingJobsNotImproving"], at, int
+            )
+            out.mapped.append(
+                (f"{at}.BestObjectiveNotImproving", "limits.max_trials_not_improving")
+            )
         if "ConvergenceDetected" in v:
-            out.ignored.append((f"{at}.ConvergenceDetected", "no convergence detection; "
-                                "limits.max_trials_not_improving ends a study that stalls"))
+            out.ignored.append(
+                (
+                    f"{at}.ConvergenceDetected",
+                    "no convergence detection; "
+                    "limits.max_trials_not_improving ends a study that stalls",
+                )
+            )
 
     def seed(v: Any, at: str) -> None:
         m["study"]["seed"] = r.number(v, at, int)
         out.mapped.append((at, "study.seed"))
 
-    handlers.update(Strategy=strategy, StrategyConfig=strategy_config,
-                    HyperParameterTuningJobObjective=objective, ResourceLimits=limits,
-                    ParameterRanges=ranges, TrainingJobEarlyStoppingType=early_stopping,
-                    TuningJobCompletionCriteria=completion, RandomSeed=seed)
+    handlers.update(
+        Strategy=strategy,
+        StrategyConfig=strategy_config,
+        HyperParameterTuningJobObjective=objective,
+        ResourceLimits=limits,
+        ParameterRanges=ranges,
+        TrainingJobEarlyStoppingType=early_stopping,
+        TuningJobCompletionCriteria=completion,
+        RandomSeed=seed,
+    )
     for key, value in cfg.items():
         if key in handlers:
             handlers[key](value, f"{where}.{key}")
@@ -234,13 +272,17 @@ def _config(r: _Reader, cfg: Mapping[str, Any], out: Conversion, m: dict[str, An
 _LABEL_FORMAT = re.compile(r"label-format=([a-z-]+)")
 
 
-def _definition(r: _Reader, d: Mapping[str, Any], where: str, out: Conversion,
-                m: dict[str, Any]) -> None:
+def _definition(
+    r: _Reader, d: Mapping[str, Any], where: str, out: Conversion, m: dict[str, Any]
+) -> None:
     for key, value in d.items():
         at = f"{where}.{key}"
         if key == "StaticHyperParameters":
-            static = {k: v for k, v in r.mapping(value, at).items()
-                      if not k.startswith(("_tuning", "sagemaker_"))}
+            static = {
+                k: v
+                for k, v in r.mapping(value, at).items()
+                if not k.startswith(("_tuning", "sagemaker_"))
+            }
             tuned = [k for k in static if k in m["search"]]
             for k in tuned:  # a tuned name is absent from StaticHyperParameters in the SDK's bodies
                 out.ignored.append((f"{at}.{k}", "also tuned; the range wins"))
@@ -263,9 +305,13 @@ def _definition(r: _Reader, d: Mapping[str, Any], where: str, out: Conversion,
                 if "AttributeNames" in s3:
                     m["data"]["attribute_names"] = list(s3["AttributeNames"])
                     out.mapped.append((f"{at}[{i}]...AttributeNames", "data.attribute_names"))
-                out.ignored.append((f"{at}[{i}] ({name}) S3 location",
-                                    "S3 cannot be read locally; the data comes from --data "
-                                    "(data.path) with the same channel folders"))
+                out.ignored.append(
+                    (
+                        f"{at}[{i}] ({name}) S3 location",
+                        "S3 cannot be read locally; the data comes from --data "
+                        "(data.path) with the same channel folders",
+                    )
+                )
         elif key == "TuningObjective":
             if "metric" not in m["objective"]:
                 m["objective"]["metric"] = r.mapping(value, at).get("MetricName")
@@ -283,8 +329,12 @@ def _definition(r: _Reader, d: Mapping[str, Any], where: str, out: Conversion,
             out.ignored.append((at, IGNORED.get(key, "not used by the local trainer")))
 
 
-def convert_tuning_job(path: str | Path | None = None, *, body: Mapping[str, Any] | None = None,
-                       data_dir: str | Path | None = None) -> Conversion:
+def convert_tuning_job(
+    path: str | Path | None = None,
+    *,
+    body: Mapping[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+) -> Conversion:
     """Read a SageMaker tuning-job JSON (file `path` or parsed `body`) into a `Conversion`.
 
     Raises `SearchSpaceError` listing every malformed field with its JSON path.
@@ -297,21 +347,39 @@ def convert_tuning_job(path: str | Path | None = None, *, body: Mapping[str, Any
         except FileNotFoundError:
             raise SearchSpaceError(f"SageMaker definition {path} does not exist") from None
         except json.JSONDecodeError as exc:
-            raise SearchSpaceError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, "
-                                   f"column {exc.colno}") from None
+            raise SearchSpaceError(
+                f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            ) from None
     if not isinstance(body, dict):
-        raise SearchSpaceError(f"{path or 'body'}: must be a JSON object, but got {type(body).__name__}")
+        raise SearchSpaceError(
+            f"{path or 'body'}: must be a JSON object, but got {type(body).__name__}"
+        )
     r = _Reader()
-    m: dict[str, Any] = {"study": {}, "data": {}, "objective": {}, "fixed": {}, "search": {},
-                         "sampler": {}, "pruner": {}, "limits": {}}
+    m: dict[str, Any] = {
+        "study": {},
+        "data": {},
+        "objective": {},
+        "fixed": {},
+        "search": {},
+        "sampler": {},
+        "pruner": {},
+        "limits": {},
+    }
     out = Conversion(mapping=m)
-    config_keys = ("Strategy", "ParameterRanges", "ResourceLimits", "HyperParameterTuningJobObjective")
+    config_keys = (
+        "Strategy",
+        "ParameterRanges",
+        "ResourceLimits",
+        "HyperParameterTuningJobObjective",
+    )
     config = body.get("HyperParameterTuningJobConfig")
     if config is None and any(k in body for k in config_keys):
         config, body = body, {}
     if config is None:
-        raise SearchSpaceError(f"{path or 'body'}: no HyperParameterTuningJobConfig found (expected a "
-                               "CreateHyperParameterTuningJob request or the config itself)")
+        raise SearchSpaceError(
+            f"{path or 'body'}: no HyperParameterTuningJobConfig found (expected a "
+            "CreateHyperParameterTuningJob request or the config itself)"
+        )
     _config(r, r.mapping(config, "HyperParameterTuningJobConfig"), out, m)
     for key, value in body.items():
         if key == "HyperParameterTuningJobConfig":
@@ -329,13 +397,24 @@ def convert_tuning_job(path: str | Path | None = None, *, body: Mapping[str, Any
                     out.ignored.append((at, "only the first training definition is used"))
         elif key == "WarmStartConfig":
             parents = r.mapping(value, key).get("ParentHyperParameterTuningJobs", [])
-            names = [re.sub(r"[^A-Za-z0-9_.-]", "-", str(p.get("HyperParameterTuningJobName")))
-                     for p in parents if isinstance(p, dict)]
+            names = [
+                re.sub(r"[^A-Za-z0-9_.-]", "-", str(p.get("HyperParameterTuningJobName")))
+                for p in parents
+                if isinstance(p, dict)
+            ]
             m["warm_start"] = {"studies": [f"studies/{n}" for n in names]}
-            out.mapped.append((f"{key}.ParentHyperParameterTuningJobs",
-                               "warm_start.studies (studies/<name>, relative to the YAML)"))
-            out.ignored.append((f"{key}.WarmStartType", "both types seed the sampler with the "
-                                "parent studies' trials"))
+            out.mapped.append(
+                (
+                    f"{key}.ParentHyperParameterTuningJobs",
+                    "warm_start.studies (studies/<name>, relative to the YAML)",
+                )
+            )
+            out.ignored.append(
+                (
+                    f"{key}.WarmStartType",
+                    "both types seed the sampler with the parent studies' trials",
+                )
+            )
         elif key in _DESCRIBE_ONLY:
             out.ignored.append((key, "describes a past run"))
         else:
@@ -359,5 +438,6 @@ def space_from_sagemaker(conversion: Conversion, *, source: Path | None = None) 
     study = conversion.mapping.setdefault("study", {})
     if source is not None and "name" not in study:
         study["name"] = re.sub(r"[^A-Za-z0-9_.-]", "-", source.stem)
-    return space_from_mapping(conversion.mapping, text=conversion.to_yaml(), source=None,
-                              base_dir=Path.cwd())
+    return space_from_mapping(
+        conversion.mapping, text=conversion.to_yaml(), source=None, base_dir=Path.cwd()
+    )

@@ -113,6 +113,7 @@ class ProgressCallback(Callback):
         self.max_trials, self.max_t = max_trials, max_t
         self.pruned, self.stopper, self.log = pruned, stopper, log
         self.done = 0
+        self.ended: set[str] = set()  # trials already counted (a resumed study re-ends some)
         self.best: tuple[float, str] | None = None
         self.histories: dict[str, list[dict[str, Any]]] = {}
 
@@ -126,6 +127,7 @@ class ProgressCallback(Callback):
         for record in records:
             if record.status == "running":
                 continue
+            self.ended.add(record.trial_id)
             self.done += 1
             value = record.value
             if value is not None and (
@@ -147,6 +149,9 @@ class ProgressCallback(Callback):
         return f"[{self.done}/{self.max_trials}] trial {trial.trial_id} {what}"
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.ended:
+            return
+        self.ended.add(trial.trial_id)
         result = trial.last_result or {}
         history = self.histories.get(trial.trial_id) or [result]
         value = _best_of(history, self.metric, self.sign)
@@ -173,6 +178,9 @@ class ProgressCallback(Callback):
         self.log(f"{self._line(trial, what):<52} {self.metric}={shown}  {best}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.ended:
+            return
+        self.ended.add(trial.trial_id)
         message = "see its error.txt"
         if trial.error_file:
             try:

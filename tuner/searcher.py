@@ -80,6 +80,9 @@ class StudySearcher(Searcher):
         for point in space.warm_start.points:
             self._study.enqueue_trial(space.optuna_params(point), skip_if_exists=True)
         self._live: dict[str, optuna.Trial] = {}
+        # Ray's own count of samples is not exact across a restore; this one is saved with the
+        # searcher, in the same snapshot as the trials Ray restores
+        self._suggested = 0
         self.criteria: Any = None  # set for each run: an object whose `met` ends the study
 
     @property
@@ -89,13 +92,15 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
         if trial_id not in self._live and (
-            (self.criteria is not None and self.criteria.met)
+            self._suggested >= self._space.limits.max_trials
+            or (self.criteria is not None and self.criteria.met)
             or getattr(self._study.sampler, "is_exhausted", lambda s: False)(self._study)
         ):
             return Searcher.FINISHED  # type: ignore[return-value]
         trial = self._live.get(trial_id)
         if trial is None:
             trial = self._live[trial_id] = self._study.ask()
+            self._suggested += 1
         config = self._space.suggest(trial)
         trial.set_user_attr("ray_trial_id", trial_id)
         return config

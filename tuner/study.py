@@ -31,9 +31,9 @@ from tuner.sampling import build_sampler
 from tuner.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
 from tuner.searcher import PrunedLog, StudySearcher
 from tuner.space import SearchSpace, canonical
-from tuner.trainable import TrialSettings, train_trial, trial_dirname
+from tuner.trainable import OUTCOME_FILE, TrialSettings, train_trial, trial_dirname
 
-__all__ = ["run_study", "study_exists"]
+__all__ = ["is_interrupted", "run_study", "study_exists"]
 
 # Ray saves the experiment state every N seconds; small so that a killed study loses little.
 _CHECKPOINT_PERIOD_S = "5"
@@ -115,6 +115,30 @@ def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
     return trials
 
 
+def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
+    """Remove trial directories that Ray's last experiment snapshot does not know and that hold no
+    finished trial: a study killed right after starting a trial leaves one (the restored searcher
+    suggests it again under a new id), and so can a trial created as the study ends."""
+    import shutil
+
+    states = list(study_dir.glob("experiment_state-*.json"))  # one per run of the study
+    if not states:
+        return
+    known = set()
+    for state in states:
+        for entry in json.loads(state.read_text()).get("trial_data", []):
+            raw = entry[0] if isinstance(entry, list) else entry
+            known.add(json.loads(raw)["trial_id"] if isinstance(raw, str) else raw["trial_id"])
+    for trial_dir in study_dir.glob("trial_*"):
+        trial_id = trial_dir.name[len("trial_") :]
+        if trial_id not in known and not (trial_dir / OUTCOME_FILE).is_file():
+            log(
+                f"dropping trial {trial_id}: Ray did not keep it (the study was killed or "
+                "ended as it started)"
+            )
+            shutil.rmtree(trial_dir)
+
+
 def _ensure_ray(space: SearchSpace) -> None:
     import ray
 
@@ -193,9 +217,13 @@ def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
     )
     searcher = StudySearcher(space, sampler, pruned, _warm_trials(space))
     if space.pruner.name == "asha":
+        # metric and mode given here, not left to Ray: tuner.pkl keeps this object as it is now,
+        # and a restored study would otherwise get an ASHA without a metric that prunes nothing
         scheduler: Any = RecordingASHA(
             pruned,
             int(space.base.get("epochs", 30)),
+            metric=space.objective,
+            mode=space.mode,
             max_t=space.max_t,
             grace_period=space.pruner.grace_period,
             reduction_factor=space.pruner.reduction_factor,
@@ -203,9 +231,8 @@ def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
     else:
         scheduler = FIFOScheduler()
     reuse = space.resources.reuse_actors
+    # metric and mode live in the searcher and the scheduler (Ray refuses them in both places)
     tune_config = tune.TuneConfig(
-        metric=space.objective,
-        mode=space.mode,
         search_alg=searcher,
         scheduler=scheduler,
         num_samples=space.limits.max_trials,
@@ -310,9 +337,18 @@ def run_study(
         callbacks.append(tracker.ray_callback())
     searcher = _install(tuner, stopper, callbacks)
     tuner.fit()
+    _drop_orphans(study_dir, log)
     if stopper.reason:
         log(f"study ended early: {stopper.reason}")
     summary = summarize_study(study_dir, optuna_study=getattr(searcher, "study", None))
-    if tracker is not None:
+    if is_interrupted(summary):
+        log(f"the study was interrupted; `tune run {space.source or 'SPACE'}` continues it")
+    elif tracker is not None:
         tracker.finish_study(summary)
     return summary
+
+
+def is_interrupted(summary: StudySummary) -> bool:
+    """Whether the study stopped with trials still running (Ctrl-C): it can be continued."""
+    board = summary.leaderboard
+    return bool(not board.empty and (board["status"] == "running").any())

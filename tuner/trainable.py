@@ -59,6 +59,9 @@ def train_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     # The study's own trial directory (not Ray's local staging copy, which a killed study loses).
     trial_dir = Path(settings.study_dir) / trial_dirname(ray.tune.get_context().get_trial_id())
     trial_dir.mkdir(parents=True, exist_ok=True)
+    if (trial_dir / OUTCOME_FILE).is_file():
+        # fit already ran to its end; the study was killed before Ray recorded that
+        return
     state_dir = trial_dir / "state"
     # The state Ray knows about is the last *reported* epoch; a newer one on disk (killed between
     # saving and reporting) would make ASHA miss that epoch, so start from Ray's checkpoint.

@@ -28,7 +28,8 @@ search:
   learning_rate: {type: continuous, low: 1e-4, high: 0.5, scaling: log}
   mini_batch_size: {type: integer, low: 16, high: 128, scaling: log}
   optimizer: {type: categorical, values: [sgd, adam, nag, rmsprop]}
-  momentum: {type: continuous, low: 0.5, high: 0.99, scaling: reverse_log, when: {optimizer: [sgd, nag]}}
+  momentum: {type: continuous, low: 0.5, high: 0.99, scaling: reverse_log,
+             when: {optimizer: [sgd, nag]}}
   weight_decay: {type: continuous, low: 0.0, high: 0.01, step: 0.001, when: {optimizer: [sgd, nag]}}
   beta_1: {type: continuous, low: 0.8, high: 0.95, when: {optimizer: [adam]}}
   gamma: {type: continuous, low: 0.8, high: 0.99, when: {optimizer: [rmsprop]}}
@@ -58,7 +59,11 @@ def test_a_good_space_loads_with_paths_resolved_from_the_yaml_folder(tmp_path: P
     assert Path(space.data.path) == (tmp_path / "data").resolve()
     assert space.mode == "max" and space.objective == "validation:accuracy"
     assert space.max_t == 4
-    assert [d.name for d in space.dimensions][:3] == ["learning_rate", "mini_batch_size", "optimizer"]
+    assert [d.name for d in space.dimensions][:3] == [
+        "learning_rate",
+        "mini_batch_size",
+        "optimizer",
+    ]
     lr = space.dimensions[0].distribution
     assert lr.low == pytest.approx(1e-4) and lr.log  # `1e-4` (YAML 1.1 string) read as a number
 
@@ -93,13 +98,13 @@ def test_every_problem_is_reported_at_once_with_its_yaml_path_and_line(tmp_path:
     problems = problems_of(tmp_path, BAD)
     text = "\n".join(problems)
     expected = {
-        "study.directry": "did you mean 'directory'",          # unknown key, closest name
-        "data.path": "does not exist",                         # data path missing
+        "study.directry": "did you mean 'directory'",  # unknown key, closest name
+        "data.path": "does not exist",  # data path missing
         "fixed.learning_rat": "did you mean 'learning_rate'",  # unknown hyperparameter (fixed)
-        "fixed.mini_batch_size": "positive integer",           # fixed value outside the contract
-        "search.momentum.low": "low <= high",                  # low > high
+        "fixed.mini_batch_size": "positive integer",  # fixed value outside the contract
+        "search.momentum.low": "low <= high",  # low > high
         "search.weight_decay.low": "log scaling needs low > 0",
-        "search.learning_rate.high": "float in [0, 1]",         # range outside the contract
+        "search.learning_rate.high": "float in [0, 1]",  # range outside the contract
         "search.lr_momentum": "unknown hyperparameter",
         "search.beta_1.lwo": "did you mean 'low'",
         "search.beta_1.low": "is required",
@@ -121,17 +126,20 @@ def test_unknown_sections_and_parameter_types_are_named(tmp_path: Path) -> None:
     text = text.replace("type: categorical, values: [sgd", "type: choice, values: [sgd")
     problems = problems_of(tmp_path, text)
     assert any("limit: unknown section 'limit'; did you mean 'limits'" in p for p in problems)
-    assert any("search.optimizer.type: type must be one of" in p and "'choice'" in p
-               for p in problems)
+    assert any(
+        "search.optimizer.type: type must be one of" in p and "'choice'" in p for p in problems
+    )
 
 
 def test_cross_field_rules_are_checked_at_the_range_ends(tmp_path: Path) -> None:
-    text = GOOD.replace("top_k: {type: integer, low: 2, high: 5}",
-                        "top_k: {type: integer, low: 2, high: 12}")
+    text = GOOD.replace(
+        "top_k: {type: integer, low: 2, high: 5}", "top_k: {type: integer, low: 2, high: 12}"
+    )
     text = text.replace("search:\n", "search:\n  resize: {type: categorical, values: [16, 40]}\n")
     problems = problems_of(tmp_path, text)
-    assert any("search.top_k.high" in p and "no greater than num_classes (10)" in p
-               for p in problems)
+    assert any(
+        "search.top_k.high" in p and "no greater than num_classes (10)" in p for p in problems
+    )
     assert any("search.resize.values.0" in p and "resize must be at least" in p for p in problems)
 
 
@@ -142,8 +150,12 @@ def test_pairs_of_searched_values_are_checked_together(tmp_path: Path) -> None:
         "  checkpoint_frequency: {type: integer, low: 1, high: 4}\n",
     ).replace("  epochs: 4\n", "")
     problems = problems_of(tmp_path, text)
-    assert any("search.epochs.low" in p and "search.checkpoint_frequency.high" in p
-               and "no greater than epochs" in p for p in problems), problems
+    assert any(
+        "search.epochs.low" in p
+        and "search.checkpoint_frequency.high" in p
+        and "no greater than epochs" in p
+        for p in problems
+    ), problems
 
 
 def test_conditions_must_name_a_searched_categorical_and_its_values(tmp_path: Path) -> None:
@@ -155,8 +167,11 @@ def test_conditions_must_name_a_searched_categorical_and_its_values(tmp_path: Pa
 
 
 def test_searching_the_data_description_or_a_fixed_name_is_refused(tmp_path: Path) -> None:
-    text = GOOD.replace("search:\n", "search:\n  num_classes: {type: integer, low: 2, high: 10}\n"
-                        "  epochs: {type: integer, low: 2, high: 3}\n")
+    text = GOOD.replace(
+        "search:\n",
+        "search:\n  num_classes: {type: integer, low: 2, high: 10}\n"
+        "  epochs: {type: integer, low: 2, high: 3}\n",
+    )
     problems = problems_of(tmp_path, text)
     assert any("search.num_classes" in p and "cannot be searched" in p for p in problems)
     assert any("search.epochs" in p and "both fixed and searched" in p for p in problems)
@@ -168,8 +183,9 @@ def test_sampler_names_and_options_are_checked(tmp_path: Path) -> None:
     assert any("sampler.name" in p and "did you mean 'tpe'" in p for p in problems)
     text = GOOD + "sampler: {name: tpe, options: {n_startup_trails: 3}}\n"
     problems = problems_of(tmp_path, text)
-    assert any("sampler.options.n_startup_trails" in p and "n_startup_trials" in p
-               for p in problems)
+    assert any(
+        "sampler.options.n_startup_trails" in p and "n_startup_trials" in p for p in problems
+    )
 
 
 def test_pruner_bounds_follow_epochs(tmp_path: Path) -> None:
@@ -193,9 +209,12 @@ def sample(space: SearchSpace, sampler: optuna.samplers.BaseSampler, n: int) -> 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
 def test_conditional_spaces_sample_only_valid_combinations(tmp_path: Path, sampler: str) -> None:
     space = load_space(write(tmp_path, GOOD))
-    make = {"random": optuna.samplers.RandomSampler(seed=0),
-            "tpe": optuna.samplers.TPESampler(seed=0, n_startup_trials=5, multivariate=True,
-                                              group=True)}
+    make = {
+        "random": optuna.samplers.RandomSampler(seed=0),
+        "tpe": optuna.samplers.TPESampler(
+            seed=0, n_startup_trials=5, multivariate=True, group=True
+        ),
+    }
     configs = sample(space, make[sampler], 60)
     for config in configs:
         hp = space.hyperparameters(config)  # every one passes the trainer's contract
@@ -238,14 +257,17 @@ def test_grid_sampler_needs_discrete_parameters(tmp_path: Path) -> None:
     sampler = build_sampler("grid", list(space.dimensions), seed=0, max_parallel=1, options={})
     configs = sample(space, sampler, 6)
     assert sorted((c["optimizer"], c["mini_batch_size"]) for c in configs) == sorted(
-        (o, b) for o in ("sgd", "adam") for b in (16, 32, 48))
+        (o, b) for o in ("sgd", "adam") for b in (16, 32, 48)
+    )
 
 
 def test_warm_start_points_are_checked_against_the_space(tmp_path: Path) -> None:
-    text = GOOD + ("warm_start:\n  points:\n"
-                   "    - {learning_rate: 0.1, optimizer: sgd, momentum: 0.9}\n"
-                   "    - {learning_rate: 0.9, optimizer: sgdd, lr: 1}\n"
-                   "  studies: [no-such-study]\n")
+    text = GOOD + (
+        "warm_start:\n  points:\n"
+        "    - {learning_rate: 0.1, optimizer: sgd, momentum: 0.9}\n"
+        "    - {learning_rate: 0.9, optimizer: sgdd, lr: 1}\n"
+        "  studies: [no-such-study]\n"
+    )
     problems = problems_of(tmp_path, text)
     assert any("warm_start.points.1.learning_rate" in p for p in problems)
     assert any("warm_start.points.1.optimizer" in p for p in problems)

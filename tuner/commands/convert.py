@@ -25,12 +25,24 @@ __all__ = ["command"]
       tune convert tuning-job.json --data data/quickstart -o search_spaces/from-sagemaker.yaml
     """,
 )
-@click.argument("json_path", metavar="SAGEMAKER_JSON",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML file to write (default: print it).")
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The local data directory (data.path); without it data.path must be edited.")
+@click.argument(
+    "json_path",
+    metavar="SAGEMAKER_JSON",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file to write (default: print it).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The local data directory (data.path); without it data.path must be edited.",
+)
 def command(json_path: Path, output: Path | None, data_dir: Path | None) -> None:
     from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
 

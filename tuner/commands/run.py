@@ -22,8 +22,10 @@ def load_study_definition(path: Path, data_dir: Path | None, log: object = click
     from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
 
     if data_dir is None:
-        raise SearchSpaceError(f"{path}: a SageMaker definition's S3 data cannot be read locally; "
-                               "give the data directory with --data DIR")
+        raise SearchSpaceError(
+            f"{path}: a SageMaker definition's S3 data cannot be read locally; "
+            "give the data directory with --data DIR"
+        )
 
     conversion = convert_tuning_job(path, data_dir=data_dir)
     for line in conversion.report_lines():
@@ -65,7 +67,7 @@ def load_study_definition(path: Path, data_dir: Path | None, log: object = click
 @click.option("--top", default=10, show_default=True, help="Leaderboard rows to print.")
 def command(space_path: Path, resume: bool, data_dir: Path | None, top: int) -> None:
     from tuner.results import format_leaderboard
-    from tuner.study import run_study
+    from tuner.study import is_interrupted, run_study
 
     space = load_study_definition(space_path, data_dir)
     summary = run_study(space, resume=True if resume else None)  # type: ignore[arg-type]
@@ -79,3 +81,5 @@ def command(space_path: Path, resume: bool, data_dir: Path | None, top: int) -> 
         )
     if summary.best_model_path is not None:
         click.echo(f"best model: {summary.best_model_path} (hyperparameters.json next to it)")
+    if is_interrupted(summary):
+        raise click.exceptions.Abort()

@@ -1,0 +1,243 @@
+"""Real studies: real Ray, real Optuna, ResNet-20 on real CIFAR-10 images (tests/assets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tuner.results import summarize_study
+from tuner.space import load_space
+from tuner.study import run_study
+
+pytestmark = pytest.mark.slow
+
+FIXED = """\
+fixed:
+  num_classes: 10
+  num_training_samples: 300
+  num_layers: 20
+  image_shape: 3,32,32
+  mini_batch_size: 64
+  epochs: {epochs}
+"""
+
+
+def write_space(tmp_path: Path, assets: Path, name: str, body: str, epochs: int = 3) -> Path:
+    text = (
+        f"study: {{name: {name}, directory: studies, seed: 0}}\n"
+        f"data: {{path: {assets / 'cifar10'}}}\n"
+        "tracking: {enabled: false}\n" + FIXED.format(epochs=epochs) + body
+    )
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def trial_params(study_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(study_dir.glob("trial_*/params.json"))]
+
+
+def test_asha_stops_poor_trials_early_and_conditions_hold(
+    ray_cluster: None, tmp_path: Path, assets: Path
+) -> None:
+    path = write_space(
+        tmp_path,
+        assets,
+        "asha",
+        """\
+search:
+  learning_rate: {type: continuous, low: 1.0e-4, high: 0.5, scaling: log}
+  optimizer: {type: categorical, values: [sgd, adam]}
+  momentum: {type: continuous, low: 0.5, high: 0.99, when: {optimizer: [sgd]}}
+  beta_1: {type: continuous, low: 0.8, high: 0.95, when: {optimizer: [adam]}}
+sampler: {name: random}
+pruner: {name: asha, grace_period: 1, reduction_factor: 2}
+limits: {max_trials: 8, max_parallel: 2}
+""",
+        epochs=4,
+    )
+    lines: list[str] = []
+    summary = run_study(load_space(path), log=lines.append)
+    board = summary.leaderboard
+    assert len(board) == 8 and board["trial_id"].is_unique
+    assert set(board["status"]) <= {"finished", "pruned"}
+    pruned = board[board["status"] == "pruned"]
+    finished = board[board["status"] == "finished"]
+    assert len(pruned) >= 1 and len(finished) >= 1
+    assert pruned["epochs_run"].max() < finished["epochs_run"].min() == 4
+    # one progress line per trial, with the best so far
+    ended = [ln for ln in lines if ln.startswith("[")]
+    assert len(ended) == 8 and all("best" in ln for ln in ended)
+    assert any("pruned at epoch" in ln for ln in ended)
+    for params in trial_params(summary_dir := path.parent / "studies" / "asha"):
+        assert ("momentum" in params) == (params["optimizer"] == "sgd")
+        assert ("beta_1" in params) == (params["optimizer"] == "adam")
+    # the best trial's model and hyperparameters are copied to best/; the CSV has every row
+    assert summary.best_model_path == summary_dir / "best" / "model.tar.gz"
+    assert summary.best_model_path.is_file()
+    best_hp = json.loads((summary_dir / "best" / "hyperparameters.json").read_text())
+    assert best_hp == summary.best_hyperparameters and best_hp["num_layers"] == "20"
+    assert summary.best_trial_id == finished.iloc[0]["trial_id"]
+    assert (summary_dir / "leaderboard.csv").read_text().count("\n") == 9
+    # Optuna was told the truth about pruned trials
+    states = {t.user_attrs["ray_trial_id"]: t.state.name for t in summary.optuna_study.trials}
+    assert {states[t] for t in pruned["trial_id"]} == {"PRUNED"}
+    assert {states[t] for t in finished["trial_id"]} == {"COMPLETE"}
+
+
+def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(
+    ray_cluster: None, tmp_path: Path, assets: Path
+) -> None:
+    # 40x40 crops of 32x32 images: the trainer raises a DataError naming the image
+    path = write_space(
+        tmp_path,
+        assets,
+        "fails",
+        """\
+search:
+  image_shape: {type: categorical, values: ["3,40,40", "3,32,32"]}
+sampler: {name: grid}
+pruner: {name: none}
+limits: {max_trials: 2, max_parallel: 1, max_retries: 1}
+""",
+        epochs=1,
+    )
+    path.write_text(path.read_text().replace("  image_shape: 3,32,32\n", ""))
+    lines: list[str] = []
+    summary = run_study(load_space(path), log=lines.append)
+    board = summary.leaderboard.set_index("image_shape")
+    assert board.loc["3,40,40", "status"] == "failed"
+    assert "40" in board.loc["3,40,40", "error"]
+    assert board.loc["3,32,32", "status"] == "finished"
+    assert any("failed" in ln for ln in lines)
+    assert summary.best_hyperparameters["image_shape"] == "3,32,32"
+
+
+def test_warm_start_from_an_earlier_study_and_given_points(
+    ray_cluster: None, tmp_path: Path, assets: Path
+) -> None:
+    body = """\
+search:
+  learning_rate: {type: continuous, low: 1.0e-3, high: 0.5, scaling: log}
+  optimizer: {type: categorical, values: [sgd, adam]}
+sampler: {name: tpe}
+pruner: {name: none}
+limits: {max_trials: 2, max_parallel: 1}
+"""
+    first = run_study(
+        load_space(write_space(tmp_path, assets, "first", body, epochs=1)), log=lambda s: None
+    )
+    assert len(first.leaderboard) == 2
+    point = (
+        "warm_start:\n  studies: [studies/first]\n"
+        "  points: [{learning_rate: 0.0123, optimizer: adam}]\n"
+    )
+    second = run_study(
+        load_space(write_space(tmp_path, assets, "second", body + point, epochs=1)),
+        log=lambda s: None,
+    )
+    params = trial_params(tmp_path / "studies" / "second")
+    assert {"learning_rate": 0.0123, "optimizer": "adam"} in params  # the given point ran
+    trials = second.optuna_study.trials
+    warm = [t for t in trials if "warm_start_from" in t.user_attrs]
+    assert len(warm) == 2 and {t.state.name for t in warm} == {"COMPLETE"}
+    assert sorted(t.value for t in warm) == sorted(first.leaderboard["validation:accuracy"])
+    assert len(trials) == 4
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_a_study_killed_with_sigkill_resumes_with_every_trial_once(
+    ray_cluster: None, tmp_path: Path, assets: Path
+) -> None:
+    import ray
+
+    path = write_space(
+        tmp_path,
+        assets,
+        "killed",
+        """\
+search:
+  learning_rate: {type: continuous, low: 1.0e-3, high: 0.5, scaling: log}
+  optimizer: {type: categorical, values: [sgd, adam]}
+sampler: {name: tpe, options: {n_startup_trials: 2}}
+pruner: {name: asha, grace_period: 1, reduction_factor: 2}
+limits: {max_trials: 6, max_parallel: 2}
+""",
+        epochs=3,
+    )
+    study_dir = tmp_path / "studies" / "killed"
+    tune = [str(Path(sys.executable).parent / "tune")]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    output = (tmp_path / "first-run.log").open("w")
+    proc = subprocess.Popen(
+        [*tune, "run", str(path)],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ended = _wait_for(
+            lambda: (
+                proc.poll() is not None or len(list(study_dir.glob("trial_*/outcome.json"))) >= 2
+            ),
+            240,
+        )
+        ended = ended and proc.poll() is None
+        assert ended, (
+            "no trial finished before the kill:\n" + (tmp_path / "first-run.log").read_text()
+        )
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        output.close()
+    assert proc.returncode == -signal.SIGKILL
+    before = {
+        p.parent.name: (p.stat().st_mtime_ns, (p.parent / "result.json").read_text())
+        for p in study_dir.glob("trial_*/outcome.json")
+    }
+    assert len(summarize_study(study_dir).leaderboard) < 6
+
+    done = subprocess.run(
+        [*tune, "run", str(path), "--resume"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming the study" in done.stdout
+    board = summarize_study(study_dir).leaderboard
+    assert len(board) == 6 and board["trial_id"].is_unique, done.stdout
+    assert set(board["status"]) <= {"finished", "pruned"}
+    assert len(list(study_dir.glob("trial_*"))) == 6
+    for name, (mtime, results) in before.items():  # finished trials were neither lost nor re-run
+        assert (study_dir / name / "outcome.json").stat().st_mtime_ns == mtime
+        assert (study_dir / name / "result.json").read_text() == results
+    for trial_dir in study_dir.glob("trial_*"):  # no epoch of any trial counted twice
+        epochs = [
+            json.loads(line)["epoch"]
+            for line in (trial_dir / "result.json").read_text().splitlines()
+            if '"epoch"' in line
+        ]
+        assert len(epochs) == len(set(epochs)), (trial_dir.name, epochs)
