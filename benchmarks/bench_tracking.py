@@ -4,8 +4,9 @@ The same study (quickstart data: 2,000 CIFAR-10 images; same seed, space and tri
 `tracking: {enabled: false}` and with tracking (sqlite, or a real `mlflow server` with `--server`),
 alternating which goes first over `--repeats` rounds, in one Ray session; the medians are compared.
 Also printed: the seconds `finish_study` spends at the end (plots, leaderboard, logging and
-registering the best model: a fixed cost per study, mostly importing torch in the driver), and
-the ratio without that cost (what tracking adds while trials run).
+registering the best model: a fixed cost per study, mostly importing torch in the driver), the
+driver time spent in the Ray callback (what tracking takes from the trials' loop: the MLflow calls
+themselves run on a background thread), and the ratio without the end-of-study cost.
 
     python -m benchmarks.bench_tracking [--trials 6] [--epochs 3] [--repeats 1] [--data DIR]
                                         [--server]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import statistics
 import tempfile
 import time
@@ -65,22 +67,27 @@ def _count(data: Path) -> int:
     return sum(1 for line in index.read_text().splitlines() if line.strip())
 
 
-class _TimedFinish:
-    """Measures `StudyTracker.finish_study` (the end-of-study records) while the study runs."""
+class _Timed:
+    """Adds up the seconds spent in one `StudyTracker` method (and counts the calls)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         from tuner.tracking import StudyTracker
 
-        self.seconds = 0.0
-        self._original = StudyTracker.finish_study
-        timer = self
+        self.seconds, self.calls = 0.0, 0
+        original = getattr(StudyTracker, name)
 
-        def finish_study(tracker: Any, summary: Any) -> None:
+        def timed(tracker: Any, *args: Any) -> Any:
             start = time.perf_counter()
-            timer._original(tracker, summary)
-            timer.seconds += time.perf_counter() - start
+            try:
+                return original(tracker, *args)
+            finally:
+                self.seconds += time.perf_counter() - start
+                self.calls += 1
 
-        StudyTracker.finish_study = finish_study  # type: ignore[method-assign]
+        setattr(StudyTracker, name, timed)
+
+    def reset(self) -> None:
+        self.seconds, self.calls = 0.0, 0
 
 
 @contextlib.contextmanager
@@ -121,13 +128,15 @@ def main() -> None:
         "--server", action="store_true", help="track to a real `mlflow server` (else sqlite)"
     )
     args = parser.parse_args()
+    args.data = args.data.resolve()  # the YAML is written elsewhere: relative paths would move
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    timer = _TimedFinish()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    finish_timer, event_timer = _Timed("finish_study"), _Timed("handle_event")
     walls: dict[bool, list[float]] = {False: [], True: []}
     finish: list[float] = []
+    events: list[tuple[float, int]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp,
         _store(Path(tmp), args.server) as uri,
@@ -139,10 +148,12 @@ def main() -> None:
                 path = _space(
                     Path(tmp), name, args.data, args.trials, args.epochs, uri if tracked else None
                 )
-                timer.seconds = 0.0
+                finish_timer.reset()
+                event_timer.reset()
                 walls[tracked].append(_run(path))
                 if tracked:
-                    finish.append(timer.seconds)
+                    finish.append(finish_timer.seconds)
+                    events.append((event_timer.seconds, event_timer.calls))
                 print(
                     f"round {repeat + 1}: tracking {'on ' if tracked else 'off'} "
                     f"{walls[tracked][-1]:.1f} s",
@@ -157,6 +168,11 @@ def main() -> None:
     store = "a real mlflow server" if args.server else "sqlite"
     print(f"wall time without tracking: {off:.1f} s; with tracking ({store}): {on:.1f} s")
     print(f"finish_study (plots, leaderboard, best model logged + registered): {end:.1f} s")
+    event_seconds, event_calls = events[len(events) // 2]
+    print(
+        f"driver time in the tracking callback: {event_seconds * 1000:.1f} ms over "
+        f"{event_calls} trial events ({event_seconds / on:.5f} of the study)"
+    )
     print(f"tracking overhead ratio (with / without): {on / off:.3f}  (target <= 1.05)")
     print(f"ratio without the end-of-study records: {(on - end) / off:.3f}")
 
