@@ -313,7 +313,9 @@ def run_study(
                 "fingerprint": fingerprint,
             },
         )
-        (study_dir / "space.yaml").write_text(space.text)
+        tmp = study_dir / ".space.yaml.tmp"
+        tmp.write_text(space.text)
+        os.replace(tmp, study_dir / "space.yaml")
         log(
             f"study {space.name}: {space.limits.max_trials} trials, sampler {space.sampler.name}, "
             f"pruner {space.pruner.name}, objective {space.mode} {space.objective}; in {study_dir}"

@@ -241,3 +241,28 @@ limits: {max_trials: 6, max_parallel: 2}
             if '"epoch"' in line
         ]
         assert len(epochs) == len(set(epochs)), (trial_dir.name, epochs)
+
+
+def test_a_target_value_ends_the_study_without_cutting_running_trials(
+    ray_cluster: None, tmp_path: Path, assets: Path
+) -> None:
+    path = write_space(
+        tmp_path,
+        assets,
+        "target",
+        """\
+search:
+  learning_rate: {type: continuous, low: 1.0e-3, high: 0.5, scaling: log}
+sampler: {name: random}
+pruner: {name: none}
+limits: {max_trials: 6, max_parallel: 1, target_value: 0.01}
+""",
+        epochs=1,
+    )
+    lines: list[str] = []
+    summary = run_study(load_space(path), log=lines.append)
+    assert 1 <= len(summary.leaderboard) < 6
+    assert set(summary.leaderboard["status"]) == {"finished"}
+    assert any(
+        "study ended early: validation:accuracy reached the target 0.01" in ln for ln in lines
+    )
