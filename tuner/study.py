@@ -184,6 +184,7 @@ def _tracker(space: SearchSpace, pruned: PrunedLog, log: Callable[[str], None]) 
         alias=space.tracking.alias,
         hyperparameters_of=space.hyperparameter_strings,
         pruned_epoch=pruned.epoch,
+        log=log,
     )
 
 
@@ -338,15 +339,19 @@ def run_study(
         tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
         callbacks.append(tracker.ray_callback())
     searcher = _install(tuner, stopper, callbacks)
-    tuner.fit()
-    _drop_orphans(study_dir, log)
-    if stopper.reason:
-        log(f"study ended early: {stopper.reason}")
-    summary = summarize_study(study_dir, optuna_study=getattr(searcher, "study", None))
-    if is_interrupted(summary):
-        log(f"the study was interrupted; `tune run {space.source or 'SPACE'}` continues it")
-    elif tracker is not None:
-        tracker.finish_study(summary)
+    try:
+        tuner.fit()
+        _drop_orphans(study_dir, log)
+        if stopper.reason:
+            log(f"study ended early: {stopper.reason}")
+        summary = summarize_study(study_dir, optuna_study=getattr(searcher, "study", None))
+        if is_interrupted(summary):
+            log(f"the study was interrupted; `tune run {space.source or 'SPACE'}` continues it")
+        elif tracker is not None:
+            tracker.finish_study(summary)
+    finally:
+        if tracker is not None:
+            tracker.close()  # marks an unfinished study's run KILLED; nothing after finish_study
     return summary
 
 

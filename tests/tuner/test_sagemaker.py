@@ -210,3 +210,16 @@ def test_tune_convert_writes_a_yaml_that_loads_as_the_same_space(
     direct = space_from_sagemaker(convert_tuning_job(body=SDK_BODY, data_dir=assets / "cifar10"))
     assert space.dimensions == direct.dimensions and space.fixed == direct.fixed
     assert space.limits == direct.limits and space.objective == direct.objective
+
+
+def test_tune_run_reads_a_sagemaker_json_and_needs_local_data(tmp_path: Path, assets: Path) -> None:
+    from tuner.commands.run import load_study_definition
+
+    source = tmp_path / "job.json"
+    source.write_text(json.dumps(SDK_BODY))
+    lines: list[str] = []
+    space = load_study_definition(source, assets / "cifar10", log=lines.append)
+    assert space.limits.max_parallel == 2
+    assert any(line.startswith("ignored  TrainingJobDefinition.RoleArn") for line in lines)
+    with pytest.raises(SearchSpaceError, match="--data"):
+        load_study_definition(source, None)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 __all__ = ["command", "load_study_definition"]
 
 
-def load_study_definition(path: Path, data_dir: Path | None, log: object = click.echo) -> object:
+def load_study_definition(
+    path: Path, data_dir: Path | None, log: Callable[[str], Any] = click.echo
+) -> Any:
     """A `SearchSpace` from a search-space YAML, or from a SageMaker tuning-job JSON (`.json`),
     reporting which SageMaker fields were mapped and which ignored."""
     from tuner.errors import SearchSpaceError
@@ -29,7 +33,7 @@ def load_study_definition(path: Path, data_dir: Path | None, log: object = click
 
     conversion = convert_tuning_job(path, data_dir=data_dir)
     for line in conversion.report_lines():
-        log(line)  # type: ignore[operator]
+        log(line)
     return space_from_sagemaker(conversion, source=path)
 
 
@@ -70,10 +74,10 @@ def command(space_path: Path, resume: bool, data_dir: Path | None, top: int) -> 
     from tuner.study import is_interrupted, run_study
 
     space = load_study_definition(space_path, data_dir)
-    summary = run_study(space, resume=True if resume else None)  # type: ignore[arg-type]
+    summary = run_study(space, resume=True if resume else None)
     click.echo("")
     click.echo(format_leaderboard(summary.leaderboard, summary.objective, limit=top))
-    study_dir = space.study_dir  # type: ignore[attr-defined]
+    study_dir = space.study_dir
     click.echo(f"\nleaderboard: {study_dir / 'leaderboard.csv'}")
     if summary.best_trial_id is not None:
         click.echo(
