@@ -12,9 +12,11 @@ slow or absent tracking server never slows a trial; what cannot be recorded is s
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,6 +122,21 @@ def _fail_fast_over_http(tracking_uri: str) -> None:
             os.environ.setdefault(name, value)
 
 
+def _warm_imports() -> None:
+    """Import what `finish_study` needs (torch for the model, matplotlib and Optuna's plots) while
+    the study runs, on a thread that is otherwise idle, instead of at the end of the study."""
+    for module in (
+        "tuner.mlflow_model",
+        "trainer.predict",
+        "tuner.plots",
+        "optuna.visualization.matplotlib",
+    ):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001, S112 - finish_study imports again and reports
+            continue
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -207,6 +224,7 @@ class StudyTracker:
         if not resume:
             self._recorder.forget_runs()
         _LIVE[self.study_key] = self
+        threading.Thread(target=_warm_imports, name="mlflow-warm-imports", daemon=True).start()
         self.recorder.submit(
             {
                 "op": "create_run",
