@@ -223,3 +223,31 @@ def test_bad_files_given_to_the_cli_exit_2(small_data, tmp_path, capsys) -> None
     )
     assert code == 2 and "nowhere" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_model_channel_starts_incremental_training_and_must_match(small_data, tmp_path, capsys):
+    first = tmp_path / "first"
+    code, _, err = run(["train", "--data", str(small_data), "--output", str(first), *TINY], capsys)
+    assert code == 0, err
+    (small_data / "model").mkdir()
+    shutil.copy(first / "model.tar.gz", small_data / "model" / "model.tar.gz")
+    code, out, err = run(
+        ["train", "--data", str(small_data), "--output", str(tmp_path / "second"), *TINY], capsys
+    )
+    assert code == 0, err
+    assert "incremental training: starting from the model in" in out
+    code, out, err = run(
+        [
+            "train",
+            "--data",
+            str(small_data),
+            "--output",
+            str(tmp_path / "third"),
+            *TINY,
+            "--hp",
+            "num_classes=12",
+        ],
+        capsys,
+    )
+    assert code == 2 and "num_classes must match the model in" in err
+    assert not (tmp_path / "third").exists()

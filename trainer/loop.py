@@ -228,11 +228,15 @@ def _loaders(hp: Hyperparameters, data: Any, seed: int, device: torch.device) ->
     return build_loaders(hp, data, seed=seed, device=device)
 
 
-def _incremental_weights(hp: Hyperparameters, data: Any) -> dict[str, torch.Tensor] | None:
+def _incremental_weights(
+    hp: Hyperparameters, data: Any, log: Callable[[str], None]
+) -> dict[str, torch.Tensor] | None:
     root = getattr(data, "root", None)
     if root is None or not (Path(root) / "model").is_dir():
         return None
-    return load_incremental_weights(Path(root) / "model", hp)
+    weights = load_incremental_weights(Path(root) / "model", hp)
+    log(f"incremental training: starting from the model in {Path(root) / 'model'}")
+    return weights
 
 
 def _loss(hp: Hyperparameters, loaders: TrainingData, device: torch.device) -> nn.Module:
@@ -292,7 +296,7 @@ def fit(
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     loaders = _loaders(hp, data, seed, device)
-    initial = _incremental_weights(hp, data)
+    initial = _incremental_weights(hp, data, log)
     model = build_model(hp)
     if initial is not None:
         model.load_state_dict(initial)
