@@ -260,8 +260,24 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def _cross_field_problems(hp: dict[str, Any]) -> list[str]:
-    """Rules that involve more than one hyperparameter (only for values that parsed)."""
+_RULES: dict[str, tuple[str, ...]] = {
+    # name checked by a cross-field rule -> the names the rule reads beside it
+    "checkpoint_frequency": ("epochs",),
+    "top_k": ("num_classes",),
+    "use_pretrained_model": ("num_layers", "image_shape"),
+    "use_weighted_loss": ("multi_label",),
+    "resize": ("image_shape",),
+}
+
+
+def _depends_on(name: str, invalid: set[str]) -> bool:
+    return any(other in invalid for other in _RULES.get(name, ()))
+
+
+def _cross_field_problems(hp: dict[str, Any], invalid: set[str]) -> list[str]:
+    """Rules that involve more than one hyperparameter; a rule is skipped when one of its names
+    already has a problem (a default in its place would give a misleading message)."""
+    hp = {k: v for k, v in hp.items() if not _depends_on(k, invalid)}
     problems = []
     epochs = hp.get("epochs", 30)
     if hp.get("checkpoint_frequency") is not None and hp["checkpoint_frequency"] > epochs:
@@ -333,7 +349,7 @@ def parse_hyperparameters(values: Mapping[str, Any]) -> Hyperparameters:
     for name, spec in SPECS.items():
         if spec.required and name not in values:
             problems.append(f"{name} is required: {spec.allowed}")
-    problems += _cross_field_problems(parsed)
+    problems += _cross_field_problems(parsed, set(values) - set(parsed))
     if problems:
         raise HyperparameterError(problems)
     return Hyperparameters(**parsed)

@@ -207,3 +207,17 @@ def test_numpy_scalars_from_samplers_or_pandas_are_accepted() -> None:
                                 "learning_rate": np.float32(0.25), "early_stopping": np.True_})
     assert (hp.num_classes, hp.learning_rate, hp.early_stopping) == (10, 0.25, True)
     assert type(hp.num_classes) is int and type(hp.learning_rate) is float
+
+
+@pytest.mark.parametrize(
+    ("values", "only"),
+    [
+        ({"epochs": "many", "checkpoint_frequency": 31}, "epochs must be"),
+        ({"multi_label": "yes", "use_weighted_loss": 1}, "multi_label must be"),
+        ({"image_shape": "3,x,32", "resize": 10}, "image_shape must be"),
+        ({"num_classes": "ten", "top_k": 11}, "num_classes must be"),
+    ],
+)
+def test_cross_field_rule_is_skipped_when_its_other_field_is_invalid(values, only) -> None:
+    problems = problems_of({**REQUIRED, **values})
+    assert len(problems) == 1 and problems[0].startswith(only), problems
