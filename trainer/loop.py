@@ -82,7 +82,9 @@ class _Batches:
         n, size = len(self.labels), self.owner.batch_size
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.owner.seed * 100_003 + self.owner.epoch)
-            order = torch.randperm(n, generator=generator).to(self.images.device)
+            rank, world_size = _world()  # every worker draws the same order and takes its share
+            order = torch.randperm(n, generator=generator)[rank::world_size]
+            order, n = order.to(self.images.device), len(order)
             for start in range(0, n - size + 1 if n >= size else n, size):
                 index = order[start : start + size]
                 yield self.images[index], self.labels[index]
@@ -95,7 +97,7 @@ class _Batches:
 class InMemoryLoaders:
     """Images (uint8 NCHW, 0..255) and labels already in memory (or on the device): training
     batches are reshuffled each epoch as a function of (seed, epoch), incomplete last batch
-    dropped; validation is in order."""
+    dropped, each torch.distributed worker taking its share; validation is in order."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
