@@ -41,8 +41,9 @@ def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
     mapping["study"] = {"name": name, "directory": str(study_dir), "seed": changes.pop("seed", 0)}
     mapping["data"]["path"] = str((QUICKSTART.parent / mapping["data"]["path"]).resolve())
     mapping["tracking"] = {"enabled": False}
-    for section, values in changes.items():
-        mapping[section] = {**mapping.get(section, {}), **values}
+    for section, values in changes.items():  # a new sampler replaces the old one's options
+        old = {} if section == "sampler" else mapping.get(section, {})
+        mapping[section] = {**old, **values}
     return mapping
 
 

@@ -146,7 +146,11 @@ def sampler_option_problems(name: str, options: Mapping[str, Any]) -> list[tuple
     for key in options:
         if key not in accepted:
             problems.append(
-                (key, f"{cls.__name__} takes no option '{key}'; it takes {sorted(accepted)}")
+                (
+                    key,
+                    f"{cls.__name__} takes no option '{key}'; "
+                    + (f"it takes {sorted(accepted)}" if accepted else "it takes no options"),
+                )
             )
     return problems
 
