@@ -206,6 +206,7 @@ def sample(space: SearchSpace, sampler: optuna.samplers.BaseSampler, n: int) -> 
     return configs
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
 def test_conditional_spaces_sample_only_valid_combinations(tmp_path: Path, sampler: str) -> None:
     space = load_space(write(tmp_path, GOOD))
