@@ -41,8 +41,10 @@ def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
     mapping["study"] = {"name": name, "directory": str(study_dir), "seed": changes.pop("seed", 0)}
     mapping["data"]["path"] = str((QUICKSTART.parent / mapping["data"]["path"]).resolve())
     mapping["tracking"] = {"enabled": False}
-    for section, values in changes.items():  # a new sampler replaces the old one's options
-        old = {} if section == "sampler" else mapping.get(section, {})
+    for section, values in changes.items():
+        old = mapping.get(section, {})
+        if section == "sampler" and values.get("name") != old.get("name"):
+            old = {}  # another sampler: the quickstart's TPE options do not apply
         mapping[section] = {**old, **values}
     return mapping
 
@@ -132,7 +134,7 @@ def efficiency(seeds: int, trials: int) -> None:
             ):
                 mapping = _quickstart(
                     Path(tmp),
-                    label,
+                    label.replace("+", "-"),
                     seed=seed,
                     sampler={"name": sampler},
                     pruner={"name": pruner},
