@@ -276,6 +276,7 @@ def run_study(
     `resume=True` requires one to continue (`SearchSpaceError` if there is none).
     """
     from ray.tune import Tuner
+    from ray.tune.logger import JsonLoggerCallback
 
     study_dir = space.study_dir
     existing = study_exists(space)
@@ -333,7 +334,10 @@ def run_study(
         space.objective, space.mode, space.limits.max_trials, space.max_t, pruned, stopper, log
     )
     progress.resume_from(load_trials(study_dir, space.objective, space.mode))
-    callbacks: list[Any] = [progress]
+    # Ray's automatic CSV and TensorBoard loggers cost time on every result and nothing here reads
+    # them (MLflow is the UI); result.json and params.json (results.py, resume) come from this one.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    callbacks: list[Any] = [JsonLoggerCallback(), progress]
     tracker = _tracker(space, pruned, log)
     if tracker is not None:
         tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
