@@ -6,8 +6,9 @@
    bf16 is native on the CPU, or on CUDA; never < 0.95 elsewhere);
 3. peak memory of each (CUDA: max allocated; CPU: the measuring process's peak RSS).
 
-Each measurement runs in its own process (so peak memory is its own); trainer and bare loop
-alternate, repeated `--repeats` times, and the medians are compared, so a busy machine slows both.
+Throughput: trainer and bare loop alternate in one process, `--repeats` times each (first epoch of
+each run is warm-up), and the medians are compared, so a busy machine slows both alike. Peak
+memory: one short run of each in its own process (so the peak RSS is its own).
 The bare loop is what a careful user writes: channels_last, autocast (+ GradScaler on CUDA),
 zero_grad / backward / step, no per-step host sync, and fit's deterministic cuDNN settings.
 Images are seeded random uint8 (throughput does not depend on content).
@@ -122,6 +123,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _measure(args: argparse.Namespace, worker: str, precision: str) -> dict[str, float | str]:
+    """One short run (4 batches an epoch, 1 + 1 epochs) of `worker` in its own process."""
     cmd = [
         sys.executable,
         "-m",
@@ -131,9 +133,9 @@ def _measure(args: argparse.Namespace, worker: str, precision: str) -> dict[str,
         "--precision",
         precision,
         "--images",
-        str(args.images),
+        str(args.batch * 4),
         "--epochs",
-        str(args.epochs),
+        "1",
         "--threads",
         str(args.threads),
         "--batch",
@@ -167,27 +169,35 @@ def main() -> None:
         f"{args.threads or torch.get_num_threads()}; ResNet-20 3x32x32, batch {args.batch}, "
         f"{args.images} images/epoch, {args.epochs} measured epochs, {args.repeats} repeats"
     )
-    results: dict[tuple[str, str], list[dict[str, float | str]]] = {}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rates: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):
         for precision in ("float32", "float16"):
-            for worker in ("trainer", "bare"):
-                results.setdefault((worker, precision), []).append(
-                    _measure(args, worker, precision)
+            hp = _hp(precision, args.images, args.epochs + 1, args.batch)
+            for worker, run in (("trainer", _trainer), ("bare", _bare)):
+                rates.setdefault((worker, precision), []).append(
+                    statistics.median(run(hp, device)[1:])
                 )
+    peak = {
+        (worker, precision): float(_measure(args, worker, precision)["peak_mb"])
+        for precision in ("float32", "float16")
+        for worker in ("trainer", "bare")
+    }
 
-    def median(worker: str, precision: str, key: str) -> float:
-        return statistics.median(float(r[key]) for r in results[(worker, precision)])
+    def median(worker: str, precision: str) -> float:
+        return statistics.median(rates[(worker, precision)])
 
     for precision in ("float32", "float16"):
-        ours, bare = median("trainer", precision, "img_s"), median("bare", precision, "img_s")
-        ran_as = results[("trainer", precision)][0]["ran_as"]
+        ours, bare = median("trainer", precision), median("bare", precision)
+        ran_as = resolve_precision(precision, device).name
         print(
             f"precision_dtype={precision} (runs as {ran_as}): trainer {ours:.0f} img/s, "
             f"bare loop {bare:.0f} img/s, ratio {ours / bare:.3f} (target >= 0.95); peak memory "
-            f"trainer {median('trainer', precision, 'peak_mb'):.0f} MiB, "
-            f"bare {median('bare', precision, 'peak_mb'):.0f} MiB"
+            f"trainer {peak[('trainer', precision)]:.0f} MiB, "
+            f"bare {peak[('bare', precision)]:.0f} MiB"
         )
-    speedup = median("trainer", "float16", "img_s") / median("trainer", "float32", "img_s")
+    speedup = median("trainer", "float16") / median("trainer", "float32")
     native = resolve_precision("float16", device).autocast_dtype is not None
     target = ">= 1.5 (native half precision)" if native else ">= 0.95 (no native half precision)"
     print(f"float16 / float32 img/s (trainer): {speedup:.3f} (target {target})")
