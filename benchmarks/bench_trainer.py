@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -102,7 +103,11 @@ def _bare(hp: Hyperparameters, device: torch.device) -> list[float]:
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    try:  # VmHWM starts afresh at exec; ru_maxrss would carry the forking parent's peak over
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -171,6 +176,11 @@ def main() -> None:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
+    peak = {  # first, while this process is small (each child's own peak, see _peak_mb)
+        (worker, precision): float(_measure(args, worker, precision)["peak_mb"])
+        for precision in ("float32", "float16")
+        for worker in ("trainer", "bare")
+    }
     rates: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):
         for precision in ("float32", "float16"):
@@ -179,11 +189,6 @@ def main() -> None:
                 rates.setdefault((worker, precision), []).append(
                     statistics.median(run(hp, device)[1:])
                 )
-    peak = {
-        (worker, precision): float(_measure(args, worker, precision)["peak_mb"])
-        for precision in ("float32", "float16")
-        for worker in ("trainer", "bare")
-    }
 
     def median(worker: str, precision: str) -> float:
         return statistics.median(rates[(worker, precision)])
