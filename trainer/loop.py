@@ -227,7 +227,8 @@ def _loaders(hp: Hyperparameters, data: Any, seed: int, device: torch.device) ->
         return data  # type: ignore[no-any-return]
     from trainer.data import build_loaders
 
-    return build_loaders(hp, data, seed=seed, device=device)
+    # Under DDP each worker takes its share of every epoch, so the lr schedule's epoch length holds.
+    return build_loaders(hp, data, seed=seed, device=device, shard=_world())
 
 
 def _incremental_weights(

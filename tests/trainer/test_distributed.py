@@ -60,3 +60,28 @@ def test_two_gloo_workers_train_data_parallel(tmp_path) -> None:
     for key in ("validation:accuracy", "train:accuracy", "train:loss"):  # summed over workers
         assert [m[key] for m in ranks[0]["history"]] == [m[key] for m in ranks[1]["history"]]
     assert not any("has no effect" in line for line in ranks[0]["lines"])
+
+
+def _count_batches(rank: int, folder: str, data_root: str) -> None:
+    from trainer.data import DataConfig
+    from trainer.loop import _loaders
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{folder}/rendezvous-data", rank=rank, world_size=2
+    )
+    try:
+        hp = parse_hyperparameters(
+            {"num_classes": 10, "num_training_samples": 300, "num_layers": 20,
+             "image_shape": "3,32,32", "mini_batch_size": 10}
+        )
+        loaders = _loaders(hp, DataConfig(Path(data_root)), 0, torch.device("cpu"))
+        Path(folder, f"batches{rank}.json").write_text(json.dumps(len(loaders.train)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_workers_each_read_their_share_of_real_data(tmp_path, assets) -> None:
+    mp.spawn(_count_batches, args=(str(tmp_path), str(assets / "cifar10")), nprocs=2, join=True)
+    counts = [json.loads((tmp_path / f"batches{r}.json").read_text()) for r in (0, 1)]
+    assert counts == [15, 15]  # 300 images, batches of 10, split over two workers

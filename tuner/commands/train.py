@@ -130,5 +130,10 @@ def command(
     if track or (track is None and uri):
         from tuner.tracking import record_training_run
 
-        record_training_run(hp, result, tracking_uri=uri or "sqlite:///mlflow.db",
-                            experiment_name=experiment, log=click.echo)
+        record_training_run(
+            hp,
+            result,
+            tracking_uri=uri or "sqlite:///mlflow.db",
+            experiment_name=experiment,
+            log=click.echo,
+        )
