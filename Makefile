@@ -35,7 +35,7 @@ demo: venv
 	$(BIN)/tune run search_spaces/quickstart.yaml
 
 bench: venv
-	$(BIN)/python -m benchmarks.run_all
+	for b in trainer data tuner tracking; do $(BIN)/python -m benchmarks.bench_$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
