@@ -1,14 +1,20 @@
-"""The trained classifier as an MLflow pyfunc model, and its registration with an alias.
+"""The trained classifier as one MLflow model with two flavours, and its registration with an alias.
 
-`ImageClassifierModel` wraps `trainer.predict.Predictor`: it takes encoded image bytes (JPEG/PNG,
-what SageMaker's endpoint takes as `application/x-image`) or decoded HWC uint8 arrays, resizes them
-to the trained `image_shape` (no aspect kept, as the trainer's inference does) and returns class
-probabilities `(N, num_classes)`. The `model.tar.gz` travels inside the MLflow model as an artifact,
-and the `trainer` package as code, so `mlflow.pyfunc.load_model("models:/NAME@champion")` needs
-only torch, torchvision, numpy, pandas and Pillow.
+- `python_function`: `ImageClassifierModel` wraps `trainer.predict.Predictor`: it takes encoded
+  image bytes (JPEG/PNG, what SageMaker's endpoint takes as `application/x-image`) or decoded HWC
+  uint8 arrays, resizes them to the trained `image_shape` (no aspect kept, as the trainer's
+  inference does) and returns class probabilities `(N, num_classes)`. The model's signature and
+  input example are this flavour's (a DataFrame with a column `image` (bytes) or `pixels` (HWC
+  arrays)); the unwrapped model also takes a list of bytes/arrays or an `(N, H, W, C)` array.
+- `pytorch`: `mlflow.pytorch.load_model("models:/NAME@champion")` returns the trainer's own
+  `nn.Module` in eval mode (pickled, its classes from the `trainer` code logged with it): NCHW
+  images already resized to `image_shape`, on the 0..255 scale (uint8 or float; it normalises
+  inside), out come logits (softmax, or sigmoid with `multi_label`, gives the probabilities).
+  The flavour's `input` and `output` entries in the MLmodel file say so.
 
-Through the pyfunc's signature the input is a DataFrame with a column `image` (bytes) or `pixels`
-(HWC arrays); the unwrapped model also takes a list of bytes/arrays or an `(N, H, W, C)` array.
+The `model.tar.gz` travels inside the MLflow model as an artifact (and on the run as
+`model_archive/`), the `trainer` package as code, so loading needs only torch, torchvision, numpy,
+pandas and Pillow, and no network beyond the tracking store.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +40,8 @@ __all__ = ["ARCHIVE_ARTIFACT", "ImageClassifierModel", "log_model_on_run", "mode
 
 ARCHIVE_ARTIFACT = "model_archive"
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-_REQUIREMENTS = ("torch", "torchvision", "numpy", "pandas", "pillow", "mlflow")
+_REQUIREMENTS = ("torch", "torchvision", "numpy", "pandas", "pillow", "cloudpickle", "mlflow")
+_PYTORCH_FLAVOUR = "pytorch"
 
 
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
@@ -146,7 +156,8 @@ def log_model_on_run(
     value: float | None = None,
     log: Callable[[str], None] = print,
 ) -> str | None:
-    """Log `archive` as a pyfunc model (and as a plain artifact) on `run_id`; register it.
+    """Log `archive` as an MLflow model (pyfunc and pytorch flavours; also as a plain artifact)
+    on `run_id`; register it.
 
     With `registered_model_name`, a new model version is created, tagged with the objective, mode
     and value, and `alias` moves to it only when there is no aliased version yet or this value beats
@@ -154,6 +165,7 @@ def log_model_on_run(
     """
     import pandas as pd
     from mlflow import MlflowClient
+    from mlflow.models import Model
 
     from trainer.artifacts import load_model_archive
 
@@ -168,8 +180,13 @@ def log_model_on_run(
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
         try:
             with mlflow.start_run(run_id=run_id):
-                info = mlflow.pyfunc.log_model(
+                info = Model.log(
+                    None,  # artifact_path: deprecated (positional), `name` replaces it
                     name="model",
+                    flavor=_PyfuncWithPytorch,
+                    flavor_name=_PYTORCH_FLAVOUR,
+                    pytorch_model=loaded.model,
+                    image_shape=loaded.image_shape,
                     python_model=ImageClassifierModel(),
                     artifacts={ARCHIVE_ARTIFACT: str(archive)},
                     code_paths=[str(trainer_dir)],
@@ -188,6 +205,73 @@ def log_model_on_run(
             client, registered_model_name, alias, version, objective, mode, value, log
         )
     return version
+
+
+class _PyfuncWithPytorch:
+    """A flavour module for `Model.log`: the pyfunc model of `mlflow.pyfunc.save_model`, plus the
+    `pytorch` flavour of `mlflow.pytorch.save_model` in the same MLmodel (one signature and input
+    example, the pyfunc's; one `code/` folder, the `trainer` package both flavours import)."""
+
+    @staticmethod
+    def save_model(
+        path: str,
+        mlflow_model: Any,
+        pytorch_model: Any,
+        image_shape: tuple[int, int, int],
+        **kwargs: Any,
+    ) -> None:
+        """Save the pyfunc model at `path`, then add `pytorch_model` (which takes `image_shape`
+        images) as its `pytorch` flavour."""
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import Model
+
+        mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        code = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME].get("code")
+        with tempfile.TemporaryDirectory(prefix="pytorch-flavour-") as tmp:
+            saved = Path(tmp) / "model"
+            # Pickle, not torch.export: `load_model` gives back the trainer's module itself (any
+            # batch size, uint8 or float input, `.train()` for fine-tuning). The pyfunc is
+            # cloudpickled anyway; MLflow's warning about pickles would repeat on every study.
+            with _quiet(mlflow.pytorch.__name__):
+                mlflow.pytorch.save_model(
+                    pytorch_model,
+                    path=str(saved),
+                    serialization_format="pickle",
+                    signature=False,
+                    pip_requirements=kwargs.get("pip_requirements"),
+                )
+            conf = dict(Model.load(str(saved)).flavors[_PYTORCH_FLAVOUR])
+            data = Path(path) / conf["model_data"]
+            if data.exists():
+                raise FileExistsError(f"{data} exists: the pyfunc model left no room for torch's")
+            shutil.move(str(saved / conf["model_data"]), str(data))
+        channels, height, width = image_shape
+        conf.update(
+            code=code,
+            pytorch_version=str(torch.__version__),
+            input=f"NCHW images on the 0..255 scale (uint8 or float), shape (-1, {channels}, "
+            f"{height}, {width})",
+            output="logits (-1, num_classes): softmax gives the probabilities "
+            "(sigmoid per class with multi_label)",
+        )
+        mlflow_model.add_flavor(_PYTORCH_FLAVOUR, **conf)
+        mlflow_model.model_size_bytes = sum(
+            f.stat().st_size for f in Path(path).rglob("*") if f.is_file()
+        )
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Drop `logger_name`'s warnings for the block (its level put back after)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
-"""The best model in MLflow: a pyfunc around the trainer's Predictor, registered with an alias
-that moves only to a better study; `tune train` runs recorded as one run. Real sqlite store, a
-real (tiny) trained model.tar.gz."""
+"""The best model in MLflow: a pyfunc around the trainer's Predictor and the trainer's torch module
+in one MLmodel, registered with an alias that moves only to a better study; `tune train` runs
+recorded as one run. Real sqlite store, a real (tiny) trained model.tar.gz."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import mlflow
+import mlflow.pytorch
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,6 +96,60 @@ def test_the_champion_predicts_what_the_trainers_predictor_predicts(
     np.testing.assert_allclose(by_bytes.sum(axis=1), 1.0, rtol=1e-5)
     signature = model.metadata.get_input_schema().input_names()
     assert signature == ["image", "pixels"]
+
+
+def test_the_champion_loads_as_the_trainers_torch_module_with_the_same_probabilities(
+    tmp_path: Path, trained: tuple[object, object], assets: Path
+) -> None:
+    import torch
+    from mlflow.models import Model
+
+    from trainer.models import ImageClassifier
+
+    _, result = trained
+    uri, client, experiment = _store(tmp_path)
+    run = client.create_run(experiment)
+    log_model_on_run(
+        tracking_uri=uri,
+        run_id=run.info.run_id,
+        archive=result.model_path,  # type: ignore[attr-defined]
+        registered_model_name="cifar",
+        objective="validation:accuracy",
+        value=0.5,
+        log=lambda _m: None,
+    )
+    images = _images(assets)
+    mlflow.set_tracking_uri(uri)
+    try:
+        by_pyfunc = mlflow.pyfunc.load_model("models:/cifar@champion").predict(
+            pd.DataFrame({"image": images})
+        )
+        module = mlflow.pytorch.load_model("models:/cifar@champion")
+        meta = Model.load("models:/cifar@champion")
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+    assert isinstance(module, ImageClassifier) and not module.training
+    # one MLmodel, both flavours; the signature and input example are the pyfunc's (images)
+    assert {"python_function", "pytorch"} <= set(meta.flavors)
+    assert meta.flavors["pytorch"]["code"] == meta.flavors["python_function"]["code"]
+    assert "(-1, 3, 16, 16)" in meta.flavors["pytorch"]["input"]
+    assert meta.signature is not None and meta.saved_input_example_info is not None
+
+    # the resize the pyfunc does (bilinear, no aspect kept), then NCHW on the 0..255 scale
+    resized = [
+        np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize((16, 16), Image.BILINEAR))
+        for b in images
+    ]
+    batch = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        from_uint8 = module(batch).softmax(dim=1).numpy()
+        from_float = module(batch.float()).softmax(dim=1).numpy()
+    assert from_uint8.shape == (len(images), 10)
+    np.testing.assert_allclose(from_uint8, by_pyfunc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(from_float, by_pyfunc, rtol=1e-5, atol=1e-6)
+    # not a constant: different images, different probabilities
+    assert not np.allclose(from_uint8[0], from_uint8[1])
 
 
 def test_the_alias_moves_only_when_a_study_beats_the_champion(
