@@ -157,3 +157,43 @@ def test_a_store_that_hangs_does_not_hold_the_study_and_loses_nothing(
     assert trial.data.tags["mlflow.parentRunId"] == runs["study"]
     history = client.get_metric_history(trial.info.run_id, "validation:accuracy")
     assert [m.step for m in history] == [1, 2]
+
+
+def test_tune_results_sync_records_the_spool_once_the_studys_store_is_back(
+    tmp_path: Path, own_mlflow_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuner.cli import main
+    from tuner.results import write_study_file
+
+    study = tmp_path / "study"
+    write_study_file(
+        study, {"name": "s", "objective": "validation:accuracy", "mode": "max", "fixed": {}}
+    )
+    # the study's store (a real server, not started yet) was down the whole study
+    recorder = Recorder(own_mlflow_server.uri, study, background=False, log=lambda _m: None)
+    for operation in [*_study_ops("synced-by-cli"), _epoch("trial:a", 1), _epoch("trial:a", 2)]:
+        recorder.submit(operation)
+    assert recorder.close() == 6
+
+    with pytest.raises(SystemExit) as still_down:
+        main(["results", str(study), "--sync"])
+    assert still_down.value.code == 2
+    err = capsys.readouterr().err
+    assert "still unreachable" in err and own_mlflow_server.uri in err
+    assert "6 remain" in err
+
+    own_mlflow_server.start()
+    main(["results", str(study), "--sync"])
+    out = capsys.readouterr().out
+    assert "mlflow: recorded 6 spooled operations" in out
+    assert "leaderboard:" in out  # then the results, as without --sync
+    runs = json.loads((study / RUNS_FILE).read_text())["runs"]
+    client = MlflowClient(own_mlflow_server.uri)
+    trial = client.get_run(runs["trial:a"])
+    assert trial.data.tags["mlflow.parentRunId"] == runs["study"]
+    steps = [m.step for m in client.get_metric_history(runs["trial:a"], "validation:accuracy")]
+    assert steps == [1, 2]
+
+    main(["results", str(study), "--sync"])  # nothing twice
+    assert "nothing spooled" in capsys.readouterr().out
+    assert [m.step for m in client.get_metric_history(runs["trial:a"], "train:loss")] == [1, 2]

@@ -17,9 +17,14 @@ __all__ = ["command"]
     trial ran and every hyperparameter (only the varying ones are printed; the CSV has all). The
     best finished trial's model.tar.gz and hyperparameters.json are copied to STUDY_DIR/best/.
 
+    With --sync, what the study could not record while its MLflow tracking store was unreachable
+    (spooled in STUDY_DIR/mlflow-spool/) is first recorded to that store; if it is still
+    unreachable, nothing is printed and the exit code is 2 (the spool is kept for a later try).
+
     \b
     Example:
       tune results studies/quickstart
+      tune results studies/quickstart --sync
     """,
 )
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -30,9 +35,23 @@ __all__ = ["command"]
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the leaderboard to this CSV file.",
 )
-def command(study_dir: Path, top: int | None, csv_path: Path | None) -> None:
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="First record the MLflow operations spooled while the study's tracking store was down.",
+)
+def command(study_dir: Path, top: int | None, csv_path: Path | None, sync: bool) -> None:
     from tuner.results import format_leaderboard, summarize_study
 
+    if sync:
+        from tuner.tracking import sync_spool
+
+        recorded = sync_spool(study_dir)  # TrackingUnavailableError: a message and exit code 2
+        click.echo(
+            f"mlflow: recorded {recorded} spooled operation{'' if recorded == 1 else 's'}"
+            if recorded
+            else "mlflow: nothing spooled, nothing to record"
+        )
     summary = summarize_study(study_dir)
     frame = summary.leaderboard
     click.echo(format_leaderboard(frame, summary.objective, limit=top))
