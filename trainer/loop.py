@@ -277,6 +277,7 @@ def fit(
     seed: int = 0,
     device: str | torch.device | None = None,
     log: Callable[[str], None] = print,
+    optimizer_factory: Callable[[nn.Module], Optimizer] | None = None,
 ) -> FitResult:
     """Train `hp` on `data` (a `trainer.data.DataConfig` or ready loaders) and write
     `output_dir/model.tar.gz`.
@@ -284,6 +285,10 @@ def fit(
     `report(metrics)` is called once per epoch, after `state_dir/training_state.pt` (when
     `state_dir` is given) holds that epoch; a run whose `state_dir` already holds one continues
     from it. All data and hyperparameter problems are raised before anything is written.
+
+    `optimizer_factory(model)` replaces `build_optimizer(model, hp)` with an optimizer that itself
+    combines the workers' updates (a parameter server's client for `kv_store=dist_async`), so
+    under torch.distributed the gradients are then not all-reduced (no DDP).
     """
     device = resolve_device(device)
     precision = resolve_precision(hp.precision_dtype, device)
@@ -308,10 +313,10 @@ def fit(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     trained: nn.Module = model
-    if world_size > 1:
+    if world_size > 1 and optimizer_factory is None:
         ids = [device] if device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=ids)
-    optimizer = build_optimizer(model, hp)
+    optimizer = (optimizer_factory or (lambda m: build_optimizer(m, hp)))(model)
     scheduler = build_scheduler(optimizer, hp, world_size)
     scaler = precision.grad_scaler()
     loss_fn = _loss(hp, loaders, device)

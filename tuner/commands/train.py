@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trainer.errors import HyperparameterError
+
+if TYPE_CHECKING:
+    from trainer.data import DataConfig
+    from trainer.hyperparameters import Hyperparameters
+    from trainer.loop import FitResult
 
 __all__ = ["command", "hyperparameters_from"]
 
@@ -105,6 +111,20 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
 @click.option(
     "--experiment", default="tune-train", show_default=True, help="MLflow experiment name."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Ray Train workers (data-parallel). Above 1, kv_store picks dist_sync (the default: "
+    "DDP, mini_batch_size per worker) or dist_async (a parameter server on a Ray actor).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to run the workers on (e.g. HEAD_IP:6379 after `ray start --head`); "
+    "default: a local Ray. DATA and OUTPUT must then be paths every node can reach.",
+)
 def command(
     data_dir: Path,
     output_dir: Path,
@@ -115,6 +135,8 @@ def command(
     track: bool | None,
     tracking_uri: str | None,
     experiment: str,
+    workers: int,
+    address: str | None,
 ) -> None:
     """Parse and check everything, then train (see the help text above)."""
     from trainer.data import DataConfig
@@ -123,7 +145,10 @@ def command(
 
     hp = parse_hyperparameters(hyperparameters_from(hp_file, pairs))
     data = DataConfig(data_dir, content_type=content_type)
-    result = fit(hp, data, output_dir, seed=seed, log=lambda line: click.echo(line, err=False))
+    if workers > 1:
+        result = _train_on_ray(hp, data, output_dir, workers=workers, address=address, seed=seed)
+    else:
+        result = fit(hp, data, output_dir, seed=seed, log=lambda line: click.echo(line, err=False))
     metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith(":accuracy"))
     click.echo(f"model written to {result.model_path} (best epoch {result.best_epoch}; {metrics})")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -137,3 +162,31 @@ def command(
             experiment_name=experiment,
             log=click.echo,
         )
+
+
+def _train_on_ray(
+    hp: Hyperparameters,
+    data: DataConfig,
+    output_dir: Path,
+    *,
+    workers: int,
+    address: str | None,
+    seed: int,
+) -> FitResult:
+    """`--workers N` (N > 1): the run on N Ray Train workers, as `kv_store` says (see
+    `tuner.distributed`)."""
+    import ray
+
+    from tuner.distributed import train_distributed
+
+    if not hp.kv_store:
+        click.echo(f"kv_store is not set: using dist_sync (synchronous DDP) over {workers} workers")
+        hp = hp.replace(kv_store="dist_sync")
+    if not ray.is_initialized():
+        ray.init(address=address)
+    run = train_distributed(hp, data, output_dir, workers=workers, seed=seed)
+    if run.updates_by_worker:
+        updates = run.updates_by_worker
+        counts = ", ".join(f"worker {r}: {n}" for r, n in sorted(updates.items()))
+        click.echo(f"parameter server applied {sum(updates.values())} updates ({counts})")
+    return run.fit

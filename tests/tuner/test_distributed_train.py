@@ -1,0 +1,100 @@
+"""`tune train --workers 2`: kv_store for real on Ray Train workers (the session's local Ray).
+
+dist_sync trains with DDP and writes one archive; dist_async trains through a parameter server
+that applies pushes from both workers, each reading half of the data; a user error found inside
+a worker reaches the CLI as its own message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.artifacts import load_model_archive
+from trainer.data import DataConfig, build_loaders
+from trainer.hyperparameters import parse_hyperparameters
+from trainer.models import build_model
+from trainer.predict import Predictor
+from tuner.cli import main
+
+HP = {
+    "num_classes": "10",
+    "num_training_samples": "300",
+    "num_layers": "20",
+    "image_shape": "3,32,32",
+    "mini_batch_size": "32",
+}
+
+
+def _train(data: Path, out: Path, hp: dict[str, str], capsys) -> tuple[int, str, str]:
+    pairs = [arg for name, value in hp.items() for arg in ("--hp", f"{name}={value}")]
+    try:
+        main(["train", "--data", str(data), "--output", str(out), "--workers", "2", *pairs])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_dist_sync_is_the_default_and_writes_one_archive_that_predicts(
+    ray_cluster, assets, tmp_path, capsys
+) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = _train(assets / "cifar10", out, {**HP, "epochs": "1"}, capsys)
+    assert code == 0, stderr
+    assert "kv_store is not set: using dist_sync (synchronous DDP) over 2 workers" in stdout
+    assert "has no effect" not in stdout + stderr
+    assert "parameter server" not in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["model.tar.gz"]  # rank 0's only
+    assert f"model written to {out / 'model.tar.gz'}" in stdout
+    loaded = load_model_archive(out / "model.tar.gz")
+    assert loaded.hyperparameters.kv_store == "dist_sync"
+    image = np.asarray(Image.open(assets / "cifar10/validation/airplane/0006.jpg").convert("RGB"))
+    probabilities = Predictor.from_archive(out / "model.tar.gz").predict([image, image[:20]])
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_dist_async_applies_pushes_from_both_workers_each_on_half_the_data(
+    ray_cluster, assets, tmp_path, capsys
+) -> None:
+    hp = {**HP, "epochs": "2", "kv_store": "dist_async"}
+    out = tmp_path / "out"
+    code, stdout, stderr = _train(assets / "cifar10", out, hp, capsys)
+    assert code == 0, stderr
+    pattern = r"parameter server applied (\d+) updates \(worker 0: (\d+), worker 1: (\d+)\)"
+    found = re.search(pattern, stdout)
+    assert found, stdout
+    total, first, second = map(int, found.groups())
+    parsed = parse_hyperparameters(hp)
+    data = DataConfig(assets / "cifar10")
+    half = len(build_loaders(parsed, data, seed=0, device="cpu", shard=(0, 2)).train)
+    whole = len(build_loaders(parsed, data, seed=0, device="cpu").train)
+    assert half < whole
+    assert first == second == 2 * half  # one push per batch of each worker's half, both epochs
+    assert total == first + second
+    trained = load_model_archive(out / "model.tar.gz").model.state_dict()
+    torch.manual_seed(0)
+    initial = build_model(parsed).state_dict()
+    assert not torch.equal(trained["net.fc.weight"], initial["net.fc.weight"])  # updates applied
+
+
+@pytest.mark.slow
+def test_a_user_error_inside_a_worker_exits_2_with_its_message(
+    ray_cluster, assets, tmp_path, capsys
+) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = _train(assets / "cifar10", out, {**HP, "num_classes": "5"}, capsys)
+    assert code == 2
+    assert stderr.startswith("error: ")
+    assert "is outside [0, num_classes=5)" in stderr
+    assert "Traceback" not in stderr and "WorkerGroupError" not in stderr
+    assert not (out / "model.tar.gz").exists()

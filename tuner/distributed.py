@@ -1,0 +1,159 @@
+"""`kv_store` for real: one training run on N Ray Train workers (`tune train --workers N`).
+
+`dist_sync` is synchronous data-parallel training: `ray.train.torch.TorchTrainer` starts N workers
+with torch.distributed set up (gloo on CPU, NCCL on GPU) and each calls `trainer.loop.fit`, which
+then wraps the model in DDP, reads its shard, sums the metrics over workers and writes the archive
+on rank 0 only; `mini_batch_size` is per worker. `dist_async` runs the same workers, but their
+optimizer is a client of a parameter server on a Ray actor (`tuner.parameter_server`), which
+applies every worker's gradients as they arrive. Scale-out is a Ray cluster (`ray start --head`,
+then `--address`): the data and the output directory must then be paths every node can read
+(the output one written by rank 0's node).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+from torch.optim import Optimizer
+
+from trainer.data import DataConfig
+from trainer.errors import UserError
+from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
+from trainer.loop import FitResult, fit
+from tuner.parameter_server import ParameterServerClient, start_parameter_server
+
+__all__ = ["KV_STORES", "DistributedResult", "train_distributed"]
+
+# kv_store -> whether the run needs a parameter server (dist_sync: DDP all-reduce inside `fit`).
+KV_STORES: dict[str, bool] = {"dist_sync": False, "dist_async": True}
+
+
+@dataclass(frozen=True)
+class DistributedResult:
+    """Rank 0's `FitResult` (metrics summed over workers), the worker count, the kv_store used
+    and, for `dist_async`, how many pushes the parameter server applied from each worker rank."""
+
+    fit: FitResult
+    workers: int
+    kv_store: str
+    updates_by_worker: dict[int, int] = field(default_factory=dict)
+
+
+def _quiet(line: str) -> None:
+    """Progress lines of ranks other than 0 (their metrics are rank 0's: summed over workers)."""
+
+
+def _show(line: str) -> None:
+    # Not `print`: Ray Train patches it into a logger that also tees to stdout (each line twice).
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class _Outcome:
+    """Rank 0's result, handed to the driver (Ray Train V2 keeps reported metrics only with a
+    checkpoint, and the archive is already in the output directory)."""
+
+    def __init__(self) -> None:
+        self.result: dict[str, Any] | None = None
+
+    def put(self, result: dict[str, Any]) -> None:
+        self.result = result
+
+    def get(self) -> dict[str, Any] | None:
+        return self.result
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: `fit` on this worker's shard, then one report of rank 0's result."""
+    rank = ray.train.get_context().get_world_rank()
+    hp = parse_hyperparameters(config["hyperparameters"])
+    server = config["server"]
+    factory: Callable[[Any], Optimizer] | None = None
+    if server is not None:
+
+        def factory(model: Any) -> Optimizer:
+            return ParameterServerClient(model, server, rank, hp.learning_rate)
+
+    result = fit(
+        hp,
+        config["data"],
+        config["output_dir"],
+        seed=config["seed"],
+        device=ray.train.torch.get_device(),
+        log=_show if rank == 0 else _quiet,
+        optimizer_factory=factory,
+    )
+    if rank == 0:
+        ray.get(config["outcome"].put.remote(dataclasses.asdict(result)))
+
+
+def _user_error(error: ray.train.WorkerGroupError) -> UserError | None:
+    """The lowest rank's `UserError` (a bad hyperparameter or data seen by a worker), if any."""
+    for _, failure in sorted(error.worker_failures.items()):
+        if isinstance(failure, UserError):
+            return failure
+    return None
+
+
+def train_distributed(
+    hp: Hyperparameters,
+    data: DataConfig,
+    output_dir: str | Path,
+    *,
+    workers: int,
+    seed: int = 0,
+) -> DistributedResult:
+    """Train `hp` on `data` with `workers` Ray Train workers on the connected Ray cluster (call
+    `ray.init` first) and write rank 0's `output_dir/model.tar.gz`.
+
+    `hp.kv_store` picks the mode (unset means `dist_sync`). GPUs are used when the cluster has one
+    per worker. A `UserError` raised in a worker is raised here as itself.
+    """
+    kv_store = hp.kv_store or "dist_sync"
+    server = start_parameter_server(hp) if KV_STORES[kv_store] else None
+    outcome: Any = ray.remote(num_cpus=0)(_Outcome).remote()
+    config = {
+        "hyperparameters": hp.to_strings(),
+        "data": dataclasses.replace(data, root=Path(data.root).resolve()),  # workers' cwd differs
+        "output_dir": str(Path(output_dir).resolve()),
+        "seed": seed,
+        "server": server,
+        "outcome": outcome,
+    }
+    use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
+    try:
+        with tempfile.TemporaryDirectory(prefix="ray-train-") as storage:
+            trainer = ray.train.torch.TorchTrainer(
+                _train_worker,
+                train_loop_config=config,
+                scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+                run_config=ray.train.RunConfig(name="tune-train", storage_path=storage),
+            )
+            try:
+                trainer.fit()
+            except ray.train.WorkerGroupError as error:
+                user_error = _user_error(error)
+                if user_error is None:
+                    raise
+                raise user_error from None
+        result: dict[str, Any] = ray.get(outcome.get.remote())
+        updates = ray.get(server.update_counts.remote()) if server is not None else {}
+    finally:
+        for actor in (outcome, server):
+            if actor is not None:
+                ray.kill(actor)
+    return DistributedResult(
+        fit=FitResult(**result),
+        workers=workers,
+        kv_store=kv_store,
+        updates_by_worker={int(rank): int(n) for rank, n in updates.items()},
+    )
