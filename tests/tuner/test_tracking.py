@@ -80,6 +80,7 @@ def _hyperparameters_of(config: dict[str, Any]) -> dict[str, str]:
 
 def _run_study(tmp_path: Path, tracker: StudyTracker, epochs: _Epochs) -> Any:
     from ray import cloudpickle, tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
 
     # Ray's workers cannot import this test module by name: ship the trainable by value.
@@ -108,7 +109,9 @@ def _run_study(tmp_path: Path, tracker: StudyTracker, epochs: _Epochs) -> Any:
             storage_path=str(tmp_path / "ray"),
             name="fake",
             verbose=0,
-            callbacks=[epochs.callback, tracker.ray_callback()],
+            # result.json explicitly: a study run earlier in this process (`run_study`) turns
+            # Ray's automatic loggers off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS)
+            callbacks=[JsonLoggerCallback(), epochs.callback, tracker.ray_callback()],
         ),
     )
     return tuner.fit()
