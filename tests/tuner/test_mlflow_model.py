@@ -138,7 +138,9 @@ def test_the_champion_loads_as_the_trainers_torch_module_with_the_same_probabili
 
     # the resize the pyfunc does (bilinear, no aspect kept), then NCHW on the 0..255 scale
     resized = [
-        np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize((16, 16), Image.BILINEAR))
+        np.asarray(
+            Image.open(io.BytesIO(b)).convert("RGB").resize((16, 16), Image.Resampling.BILINEAR)
+        )
         for b in images
     ]
     batch = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
