@@ -12,10 +12,11 @@ then `--address`): the data and the output directory must then be paths every no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import sys
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,29 +53,35 @@ def _quiet(line: str) -> None:
     """Progress lines of ranks other than 0 (their metrics are rank 0's: summed over workers)."""
 
 
-def _show(line: str) -> None:
-    # Not `print`: Ray Train patches it into a logger that also tees to stdout (each line twice).
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+class _RunLog:
+    """Rank 0's progress lines and result, read by the driver (one small actor per run).
 
-
-class _Outcome:
-    """Rank 0's result, handed to the driver (Ray Train V2 keeps reported metrics only with a
-    checkpoint, and the archive is already in the output directory)."""
+    The driver shows the lines itself and runs Ray with `log_to_driver=False`, so the user sees
+    the epoch lines and, for a bad input, one error message, not every worker's Ray log and
+    traceback. (Ray Train V2 also keeps reported metrics only with checkpoints.)
+    """
 
     def __init__(self) -> None:
+        self.lines: list[str] = []
         self.result: dict[str, Any] | None = None
 
-    def put(self, result: dict[str, Any]) -> None:
+    def add_line(self, line: str) -> None:
+        self.lines.append(line)
+
+    def lines_from(self, start: int) -> list[str]:
+        return self.lines[start:]
+
+    def put_result(self, result: dict[str, Any]) -> None:
         self.result = result
 
-    def get(self) -> dict[str, Any] | None:
+    def get_result(self) -> dict[str, Any] | None:
         return self.result
 
 
 def _train_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: `fit` on this worker's shard, then one report of rank 0's result."""
     rank = ray.train.get_context().get_world_rank()
+    run_log = config["run_log"]
     hp = parse_hyperparameters(config["hyperparameters"])
     server = config["server"]
     factory: Callable[[Any], Optimizer] | None = None
@@ -89,11 +96,37 @@ def _train_worker(config: dict[str, Any]) -> None:
         config["output_dir"],
         seed=config["seed"],
         device=ray.train.torch.get_device(),
-        log=_show if rank == 0 else _quiet,
+        log=(lambda line: run_log.add_line.remote(line)) if rank == 0 else _quiet,
         optimizer_factory=factory,
     )
-    if rank == 0:
-        ray.get(config["outcome"].put.remote(dataclasses.asdict(result)))
+    if rank == 0:  # after the lines: one caller's calls run in order on the actor
+        ray.get(run_log.put_result.remote(dataclasses.asdict(result)))
+
+
+@contextlib.contextmanager
+def _showing(run_log: Any, log: Callable[[str], None], every_s: float = 0.5) -> Iterator[None]:
+    """Pass rank 0's new lines to `log` while the block runs, and the last ones after it."""
+    stop = threading.Event()
+    shown = 0
+
+    def show() -> None:
+        nonlocal shown
+        for line in ray.get(run_log.lines_from.remote(shown)):
+            log(line)
+            shown += 1
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            show()
+
+    thread = threading.Thread(target=poll, name="run-log", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        show()
 
 
 def _user_error(error: ray.train.WorkerGroupError) -> UserError | None:
@@ -111,23 +144,25 @@ def train_distributed(
     *,
     workers: int,
     seed: int = 0,
+    log: Callable[[str], None] = print,
 ) -> DistributedResult:
     """Train `hp` on `data` with `workers` Ray Train workers on the connected Ray cluster (call
     `ray.init` first) and write rank 0's `output_dir/model.tar.gz`.
 
     `hp.kv_store` picks the mode (unset means `dist_sync`). GPUs are used when the cluster has one
-    per worker. A `UserError` raised in a worker is raised here as itself.
+    per worker. Rank 0's progress lines go to `log`. A `UserError` raised in a worker is raised
+    here as itself.
     """
     kv_store = hp.kv_store or "dist_sync"
     server = start_parameter_server(hp) if KV_STORES[kv_store] else None
-    outcome: Any = ray.remote(num_cpus=0)(_Outcome).remote()
+    run_log: Any = ray.remote(num_cpus=0)(_RunLog).remote()
     config = {
         "hyperparameters": hp.to_strings(),
         "data": dataclasses.replace(data, root=Path(data.root).resolve()),  # workers' cwd differs
         "output_dir": str(Path(output_dir).resolve()),
         "seed": seed,
         "server": server,
-        "outcome": outcome,
+        "run_log": run_log,
     }
     use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
     try:
@@ -139,16 +174,17 @@ def train_distributed(
                 run_config=ray.train.RunConfig(name="tune-train", storage_path=storage),
             )
             try:
-                trainer.fit()
+                with _showing(run_log, log):
+                    trainer.fit()
             except ray.train.WorkerGroupError as error:
                 user_error = _user_error(error)
                 if user_error is None:
                     raise
                 raise user_error from None
-        result: dict[str, Any] = ray.get(outcome.get.remote())
+        result: dict[str, Any] = ray.get(run_log.get_result.remote())
         updates = ray.get(server.update_counts.remote()) if server is not None else {}
     finally:
-        for actor in (outcome, server):
+        for actor in (run_log, server):
             if actor is not None:
                 ray.kill(actor)
     return DistributedResult(

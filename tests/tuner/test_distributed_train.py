@@ -12,21 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 import torch
 from PIL import Image
 
 from trainer.artifacts import load_model_archive
 from trainer.data import DataConfig, build_loaders
 from trainer.hyperparameters import parse_hyperparameters
+from trainer.loop import InMemoryLoaders, fit
 from trainer.models import build_model
 from trainer.predict import Predictor
 from tuner.cli import main
+from tuner.parameter_server import ParameterServerClient, start_parameter_server
 
 HP = {
     "num_classes": "10",
     "num_training_samples": "300",
     "num_layers": "20",
-    "image_shape": "3,32,32",
+    "image_shape": "3,16,16",
     "mini_batch_size": "32",
 }
 
@@ -51,6 +54,7 @@ def test_dist_sync_is_the_default_and_writes_one_archive_that_predicts(
     assert code == 0, stderr
     assert "kv_store is not set: using dist_sync (synchronous DDP) over 2 workers" in stdout
     assert "has no effect" not in stdout + stderr
+    assert stdout.count("epoch 1/1 train:accuracy=") == 1  # rank 0's progress, shown by the CLI
     assert "parameter server" not in stdout
     assert sorted(p.name for p in out.iterdir()) == ["model.tar.gz"]  # rank 0's only
     assert f"model written to {out / 'model.tar.gz'}" in stdout
@@ -66,7 +70,7 @@ def test_dist_sync_is_the_default_and_writes_one_archive_that_predicts(
 def test_dist_async_applies_pushes_from_both_workers_each_on_half_the_data(
     ray_cluster, assets, tmp_path, capsys
 ) -> None:
-    hp = {**HP, "epochs": "2", "kv_store": "dist_async"}
+    hp = {**HP, "epochs": "1", "kv_store": "dist_async"}
     out = tmp_path / "out"
     code, stdout, stderr = _train(assets / "cifar10", out, hp, capsys)
     assert code == 0, stderr
@@ -79,7 +83,7 @@ def test_dist_async_applies_pushes_from_both_workers_each_on_half_the_data(
     half = len(build_loaders(parsed, data, seed=0, device="cpu", shard=(0, 2)).train)
     whole = len(build_loaders(parsed, data, seed=0, device="cpu").train)
     assert half < whole
-    assert first == second == 2 * half  # one push per batch of each worker's half, both epochs
+    assert first == second == half  # one push per batch of each worker's half of the epoch
     assert total == first + second
     trained = load_model_archive(out / "model.tar.gz").model.state_dict()
     torch.manual_seed(0)
@@ -98,3 +102,38 @@ def test_a_user_error_inside_a_worker_exits_2_with_its_message(
     assert "is outside [0, num_classes=5)" in stderr
     assert "Traceback" not in stderr and "WorkerGroupError" not in stderr
     assert not (out / "model.tar.gz").exists()
+
+
+@pytest.mark.slow
+def test_one_worker_through_the_parameter_server_trains_exactly_like_a_local_optimizer(
+    ray_cluster, tmp_path
+) -> None:
+    hp = parse_hyperparameters(  # momentum, weight decay groups and a schedule step all matter
+        {
+            **HP,
+            "num_training_samples": "48",
+            "image_shape": "3,8,8",
+            "mini_batch_size": "8",
+            "epochs": "2",
+            "lr_scheduler_step": "1",
+            "lr_scheduler_factor": "0.5",
+        }
+    )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (48,), generator=g)
+
+    def train(name: str, **hook) -> dict[str, torch.Tensor]:
+        data = InMemoryLoaders(x, y, x[:16], y[:16], batch_size=8)
+        result = fit(hp, data, tmp_path / name, device="cpu", log=lambda line: None, **hook)
+        return load_model_archive(result.model_path).model.state_dict()
+
+    server = start_parameter_server(hp)
+    remote = train(
+        "server",
+        optimizer_factory=lambda model: ParameterServerClient(model, server, 0, hp.learning_rate),
+    )
+    local = train("local")
+    assert ray.get(server.update_counts.remote()) == {0: 12}  # 6 batches x 2 epochs
+    for name, value in local.items():
+        torch.testing.assert_close(remote[name], value, msg=name)

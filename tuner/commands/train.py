@@ -122,8 +122,8 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
 @click.option(
     "--address",
     default=None,
-    help="Ray cluster to run the workers on (e.g. HEAD_IP:6379 after `ray start --head`); "
-    "default: a local Ray. DATA and OUTPUT must then be paths every node can reach.",
+    help="With --workers > 1: the Ray cluster to run them on (e.g. HEAD_IP:6379 after `ray start "
+    "--head`); default: a local Ray. DATA and OUTPUT must then be paths every node can reach.",
 )
 def command(
     data_dir: Path,
@@ -182,9 +182,9 @@ def _train_on_ray(
     if not hp.kv_store:
         click.echo(f"kv_store is not set: using dist_sync (synchronous DDP) over {workers} workers")
         hp = hp.replace(kv_store="dist_sync")
-    if not ray.is_initialized():
-        ray.init(address=address)
-    run = train_distributed(hp, data, output_dir, workers=workers, seed=seed)
+    if not ray.is_initialized():  # rank 0's lines come through train_distributed's `log`
+        ray.init(address=address, log_to_driver=False)
+    run = train_distributed(hp, data, output_dir, workers=workers, seed=seed, log=click.echo)
     if run.updates_by_worker:
         updates = run.updates_by_worker
         counts = ", ".join(f"worker {r}: {n}" for r, n in sorted(updates.items()))
