@@ -34,10 +34,13 @@ HP = {
 }
 
 
-def _train(data: Path, out: Path, hp: dict[str, str], capsys) -> tuple[int, str, str]:
+def _train(
+    data: Path, out: Path, hp: dict[str, str], capsys, workers: int = 2
+) -> tuple[int, str, str]:
     pairs = [arg for name, value in hp.items() for arg in ("--hp", f"{name}={value}")]
+    argv = ["train", "--data", str(data), "--output", str(out), "--workers", str(workers)]
     try:
-        main(["train", "--data", str(data), "--output", str(out), "--workers", "2", *pairs])
+        main([*argv, *pairs])
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
@@ -137,3 +140,13 @@ def test_one_worker_through_the_parameter_server_trains_exactly_like_a_local_opt
     assert ray.get(server.update_counts.remote()) == {0: 12}  # 6 batches x 2 epochs
     for name, value in local.items():
         torch.testing.assert_close(remote[name], value, msg=name)
+
+
+def test_more_workers_than_the_local_ray_has_cpus_is_refused_before_training(
+    ray_cluster, assets, tmp_path, capsys
+) -> None:
+    out = tmp_path / "out"
+    code, _, stderr = _train(assets / "cifar10", out, {**HP, "epochs": "1"}, capsys, workers=3)
+    assert code == 2
+    assert "Invalid value for --workers: 3 needs one CPU per worker, but the local Ray has 2" in stderr
+    assert not out.exists()

@@ -184,6 +184,13 @@ def _train_on_ray(
         hp = hp.replace(kv_store="dist_sync")
     if not ray.is_initialized():  # rank 0's lines come through train_distributed's `log`
         ray.init(address=address, log_to_driver=False)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if address is None and cpus < workers:  # a local Ray would wait for them forever
+        raise click.BadParameter(
+            f"{workers} needs one CPU per worker, but the local Ray has {cpus:g}: use at most "
+            "that many workers, or a Ray cluster with --address",
+            param_hint="--workers",
+        )
     run = train_distributed(hp, data, output_dir, workers=workers, seed=seed, log=click.echo)
     if run.updates_by_worker:
         updates = run.updates_by_worker
