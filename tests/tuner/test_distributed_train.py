@@ -142,6 +142,7 @@ def test_one_worker_through_the_parameter_server_trains_exactly_like_a_local_opt
         torch.testing.assert_close(remote[name], value, msg=name)
 
 
+@pytest.mark.slow
 def test_more_workers_than_the_local_ray_has_cpus_is_refused_before_training(
     ray_cluster, assets, tmp_path, capsys
 ) -> None:
