@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,7 +36,11 @@ HP = {
 
 
 def _train(
-    data: Path, out: Path, hp: dict[str, str], capsys, workers: int = 2
+    data: Path,
+    out: Path,
+    hp: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    workers: int = 2,
 ) -> tuple[int, str, str]:
     pairs = [arg for name, value in hp.items() for arg in ("--hp", f"{name}={value}")]
     argv = ["train", "--data", str(data), "--output", str(out), "--workers", str(workers)]
@@ -50,7 +55,7 @@ def _train(
 
 @pytest.mark.slow
 def test_dist_sync_is_the_default_and_writes_one_archive_that_predicts(
-    ray_cluster, assets, tmp_path, capsys
+    ray_cluster: None, assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     code, stdout, stderr = _train(assets / "cifar10", out, {**HP, "epochs": "1"}, capsys)
@@ -71,7 +76,7 @@ def test_dist_sync_is_the_default_and_writes_one_archive_that_predicts(
 
 @pytest.mark.slow
 def test_dist_async_applies_pushes_from_both_workers_each_on_half_the_data(
-    ray_cluster, assets, tmp_path, capsys
+    ray_cluster: None, assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hp = {**HP, "epochs": "1", "kv_store": "dist_async"}
     out = tmp_path / "out"
@@ -96,7 +101,7 @@ def test_dist_async_applies_pushes_from_both_workers_each_on_half_the_data(
 
 @pytest.mark.slow
 def test_a_user_error_inside_a_worker_exits_2_with_its_message(
-    ray_cluster, assets, tmp_path, capsys
+    ray_cluster: None, assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     code, stdout, stderr = _train(assets / "cifar10", out, {**HP, "num_classes": "5"}, capsys)
@@ -109,7 +114,7 @@ def test_a_user_error_inside_a_worker_exits_2_with_its_message(
 
 @pytest.mark.slow
 def test_one_worker_through_the_parameter_server_trains_exactly_like_a_local_optimizer(
-    ray_cluster, tmp_path
+    ray_cluster: None, tmp_path: Path
 ) -> None:
     hp = parse_hyperparameters(  # momentum, weight decay groups and a schedule step all matter
         {
@@ -126,7 +131,7 @@ def test_one_worker_through_the_parameter_server_trains_exactly_like_a_local_opt
     x = torch.randint(0, 256, (48, 3, 8, 8), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (48,), generator=g)
 
-    def train(name: str, **hook) -> dict[str, torch.Tensor]:
+    def train(name: str, **hook: Any) -> dict[str, torch.Tensor]:
         data = InMemoryLoaders(x, y, x[:16], y[:16], batch_size=8)
         result = fit(hp, data, tmp_path / name, device="cpu", log=lambda line: None, **hook)
         return load_model_archive(result.model_path).model.state_dict()
@@ -144,7 +149,7 @@ def test_one_worker_through_the_parameter_server_trains_exactly_like_a_local_opt
 
 @pytest.mark.slow
 def test_more_workers_than_the_local_ray_has_cpus_is_refused_before_training(
-    ray_cluster, assets, tmp_path, capsys
+    ray_cluster: None, assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     code, _, stderr = _train(assets / "cifar10", out, {**HP, "epochs": "1"}, capsys, workers=3)
