@@ -2,8 +2,8 @@
 
 Each trial directory (`STUDY_DIR/trial_<id>/`) holds Ray's `params.json` (the sampled
 hyperparameters) and `result.json` (one JSON object per reported epoch), Ray's `error.txt` when the
-trial failed, and our `outcome.json` when `fit` ran to its end. `STUDY_DIR/pruned.json` says which
-trials were stopped early and at which epoch; `STUDY_DIR/study.json` the objective and the fixed
+trial failed, our `outcome.json` when `fit` ran to its end, and our `pruned.json` (`PrunedLog`) with
+the epoch at which the trial was stopped early; `STUDY_DIR/study.json` the objective and the fixed
 hyperparameters. Everything here works without Ray running.
 """
 
@@ -129,7 +129,7 @@ def _error(trial_dir: Path) -> str | None:
 
 def load_trials(study_dir: Path, objective: str, mode: str) -> list[TrialRecord]:
     """Every trial of the study at `study_dir`, with its status, history and best objective."""
-    pruned = PrunedLog(study_dir / "pruned.json")
+    pruned = PrunedLog(study_dir)
     records = []
     for trial_dir in sorted(study_dir.glob("trial_*")):
         params = trial_dir / "params.json"

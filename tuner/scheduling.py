@@ -157,7 +157,7 @@ class ProgressCallback(Callback):
         value = _best_of(history, self.metric, self.sign)
         epoch = int(result.get("epoch", 0) or 0)
         pruned_at = self.pruned.epoch(trial.trial_id)
-        study_dir = self.pruned.path.parent
+        study_dir = self.pruned.study_dir
         ended = (study_dir / trial_dirname(trial.trial_id) / OUTCOME_FILE).is_file()
         if pruned_at is None and not ended and epoch < self.max_t:
             # stopped by the study (a limit was reached), not by ASHA: an early stop all the same

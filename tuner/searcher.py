@@ -23,38 +23,49 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from tuner.space import SearchSpace
+from tuner.trainable import trial_dirname
 
 __all__ = ["PrunedLog", "StudySearcher"]
 
 
 class PrunedLog:
-    """Which trials ASHA stopped and at which epoch, kept in `STUDY_DIR/pruned.json` so that it
-    survives a restart and is the same for the scheduler, the searcher and the results."""
+    """Which trials were stopped early and at which epoch: `STUDY_DIR/trial_<id>/pruned.json`.
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._epochs: dict[str, int] = {}
+    One small file per trial, next to the trial's `outcome.json`, read afresh on every question,
+    so the scheduler and searcher Ray restores from its snapshot, this run's callbacks and the
+    results all see the same answer. Not one study-level JSON file: on a resume Ray copies the
+    study directory's top-level `*.json` files into its driver staging directory and uploads them
+    back over the study directory at every experiment sync, so such a file would lose what was
+    recorded after the restore (a trial pruned in a resumed run would read as still running).
+    """
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "_epochs": {}}
+    FILE = "pruned.json"
 
-    def _load(self) -> None:
-        if self.path.is_file():
-            self._epochs.update(json.loads(self.path.read_text()))
+    def __init__(self, study_dir: Path) -> None:
+        self.study_dir = Path(study_dir)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "study_dir" not in state and "path" in state:  # pickled before the per-trial files
+            state = {"study_dir": Path(state["path"]).parent}
+        self.__dict__.update(state)
+
+    def _file(self, trial_id: str) -> Path:
+        return self.study_dir / trial_dirname(trial_id) / self.FILE
 
     def record(self, trial_id: str, epoch: int) -> None:
         """Remember that `trial_id` was stopped after `epoch` (written atomically)."""
-        self._load()
-        self._epochs[trial_id] = int(epoch)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self._epochs, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        path = self._file(trial_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"epoch": int(epoch)}))
+        os.replace(tmp, path)
 
     def epoch(self, trial_id: str) -> int | None:
-        """The epoch at which ASHA stopped `trial_id`, or None if it did not."""
-        if trial_id not in self._epochs:
-            self._load()
-        return self._epochs.get(trial_id)
+        """The epoch at which `trial_id` was stopped early, or None if it was not."""
+        try:
+            return int(json.loads(self._file(trial_id).read_text())["epoch"])
+        except FileNotFoundError:
+            return None
 
 
 class StudySearcher(Searcher):

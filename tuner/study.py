@@ -295,7 +295,7 @@ def run_study(
     # a resume needs; its warning about that would print on every epoch of a small study.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     _ensure_ray(space)
-    pruned = PrunedLog(study_dir / "pruned.json")
+    pruned = PrunedLog(study_dir)
     if existing:
         log(f"resuming the study at {study_dir}")
         tuner = Tuner.restore(

@@ -93,7 +93,7 @@ def make_study(tmp_path: Path) -> Path:
         [],
         error="trainer.errors.DataError: image x.jpg is 32x32, smaller than 40x40",
     )
-    (study / "pruned.json").write_text(json.dumps({"c": 1}))
+    (study / "trial_c" / "pruned.json").write_text(json.dumps({"epoch": 1}))
     return study
 
 

@@ -153,6 +153,60 @@ limits: {max_trials: 2, max_parallel: 1}
     assert len(trials) == 4
 
 
+def _fails_first(config: dict) -> None:
+    """A trial that errors on its first attempt and reports one epoch on the next."""
+    from ray import tune
+
+    marker = Path(config["marker"])
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("first attempt")
+    tune.report({"epoch": 1, "validation:accuracy": 0.5})
+
+
+def test_early_stops_recorded_in_a_resumed_run_survive_rays_experiment_sync(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    # On a resume Ray copies the study directory's top-level *.json files to its staging
+    # directory and uploads them back at every sync: a study-level pruned file recorded during
+    # the resumed run was overwritten by its copy from the restore, and a trial pruned then read
+    # as `running` (the study said "interrupted" and exited 130).
+    from ray import cloudpickle, tune
+
+    from tuner.searcher import PrunedLog
+    from tuner.study import _trial_dirname, _trial_name
+
+    # Ray's workers cannot import this test module by name: ship the trainable by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    study_dir = tmp_path / "exp"
+
+    class Prunes(tune.Callback):  # stands in for ASHA stopping the trial
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # type: ignore[no-untyped-def]
+            PrunedLog(study_dir).record(trial.trial_id, int(result["epoch"]))
+
+    tune_config = tune.TuneConfig(
+        num_samples=1, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname
+    )
+    first = tune.Tuner(
+        _fails_first,
+        param_space={"marker": str(tmp_path / "marker")},
+        tune_config=tune_config,
+        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    (trial_dir,) = [Path(r.path) for r in first]
+    trial_id = trial_dir.name.removeprefix("trial_")
+    assert trial_dir.parent == study_dir and first.errors
+    PrunedLog(study_dir).record("earlier", 2)  # a trial stopped before the restore
+
+    tuner = tune.Tuner.restore(str(study_dir), trainable=_fails_first, resume_errored=True)
+    tuner._local_tuner.get_run_config().callbacks = [Prunes()]  # as tuner.study._install does
+    assert not tuner.fit().errors
+
+    assert PrunedLog(study_dir).epoch("earlier") == 2
+    assert PrunedLog(study_dir).epoch(trial_id) == 1
+    assert PrunedLog(study_dir).epoch("never-stopped") is None
+
+
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
