@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from tuner.space import SearchSpace
-from tuner.trainable import trial_dirname
+from tuner.trainable import OUTCOME_FILE, trial_dirname
 
 __all__ = ["PrunedLog", "StudySearcher"]
 
@@ -61,9 +61,16 @@ class PrunedLog:
         os.replace(tmp, path)
 
     def epoch(self, trial_id: str) -> int | None:
-        """The epoch at which `trial_id` was stopped early, or None if it was not."""
+        """The epoch at which `trial_id` was stopped early, or None if it was not.
+
+        A trial whose `outcome.json` exists ran to its end (a resumed trial can finish after an
+        early stop the killed run recorded but Ray's snapshot missed): not stopped early, as in
+        `results.load_trials`, so the progress lines, Optuna and the leaderboard agree."""
+        path = self._file(trial_id)
+        if (path.parent / OUTCOME_FILE).is_file():
+            return None
         try:
-            return int(json.loads(self._file(trial_id).read_text())["epoch"])
+            return int(json.loads(path.read_text())["epoch"])
         except FileNotFoundError:
             return None
 

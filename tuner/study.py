@@ -7,12 +7,13 @@ continue from their last reported epoch, and the searcher keeps its Optuna study
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,38 @@ from tuner.trainable import OUTCOME_FILE, TrialSettings, train_trial, trial_dirn
 
 __all__ = ["is_interrupted", "run_study", "study_exists"]
 
-# Ray saves the experiment state every N seconds; small so that a killed study loses little.
-_CHECKPOINT_PERIOD_S = "5"
+# Ray's settings for a study's `Tuner.fit`, where Ray reads them (tune.run, TuneController and its
+# checkpoint manager); a value the user set in the environment wins.
+_RAY_SETTINGS = {
+    # the experiment state is saved every N seconds: small, so that a killed study loses little
+    "TUNE_GLOBAL_CHECKPOINT_S": "5",
+    # with verbose=0: only our progress lines
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # num_to_keep=1 makes Ray snapshot the experiment after each trial checkpoint, which is what a
+    # resume needs; its warning about that would print on every epoch of a small study
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Ray's automatic CSV and TensorBoard loggers cost time on every result and nothing here reads
+    # them (MLflow is the UI); result.json and params.json (results.py, resume) come from the
+    # JsonLoggerCallback run_study installs
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+
+
+@contextlib.contextmanager
+def _ray_settings() -> Iterator[None]:
+    """`_RAY_SETTINGS` in `os.environ` for the duration of the block only, so that a later plain
+    Ray Tuner in the same process keeps Ray's defaults; the previous values are put back."""
+    before = {name: os.environ.get(name) for name in _RAY_SETTINGS}
+    for name, value in _RAY_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, old in before.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -288,12 +319,7 @@ def run_study(
             f"the study at {study_dir} was started with a different search space; "
             "give this one another study.name (or study.directory), or restore the old YAML"
         )
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", _CHECKPOINT_PERIOD_S)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: only our progress lines
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # num_to_keep=1 makes Ray snapshot the experiment after each trial checkpoint, which is what
-    # a resume needs; its warning about that would print on every epoch of a small study.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     _ensure_ray(space)
     pruned = PrunedLog(study_dir)
     if existing:
@@ -334,9 +360,7 @@ def run_study(
         space.objective, space.mode, space.limits.max_trials, space.max_t, pruned, stopper, log
     )
     progress.resume_from(load_trials(study_dir, space.objective, space.mode))
-    # Ray's automatic CSV and TensorBoard loggers cost time on every result and nothing here reads
-    # them (MLflow is the UI); result.json and params.json (results.py, resume) come from this one.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # the only logger Ray runs (_RAY_SETTINGS): result.json and params.json for results.py, resume
     callbacks: list[Any] = [JsonLoggerCallback(), progress]
     tracker = _tracker(space, pruned, log)
     if tracker is not None:
@@ -344,7 +368,8 @@ def run_study(
         callbacks.append(tracker.ray_callback())
     searcher = _install(tuner, stopper, callbacks)
     try:
-        tuner.fit()
+        with _ray_settings():
+            tuner.fit()
         _drop_orphans(study_dir, log)
         if stopper.reason:
             log(f"study ended early: {stopper.reason}")

@@ -159,3 +159,20 @@ def test_tune_results_on_a_folder_that_is_not_a_study(tmp_path: Path) -> None:
         assert exc.code == 2
     else:
         raise AssertionError("expected exit code 2")
+
+
+def test_the_pruned_log_is_per_trial_and_a_finished_trial_is_not_pruned(tmp_path: Path) -> None:
+    import pickle
+
+    from tuner.searcher import PrunedLog
+
+    log = PrunedLog(tmp_path)
+    log.record("p", 2)
+    log.record("f", 1)
+    (tmp_path / "trial_f" / "outcome.json").write_text('{"model_path": "m"}')
+    restored = pickle.loads(pickle.dumps(log))  # as Ray restores the scheduler and searcher
+    assert [restored.epoch(t) for t in ("p", "f", "x")] == [2, None, None]
+    assert json.loads((tmp_path / "trial_p" / "pruned.json").read_text()) == {"epoch": 2}
+    assert not list(tmp_path.glob("*.json"))  # nothing at the top, where Ray syncs *.json
+    PrunedLog(tmp_path).record("p", 1)  # another instance sees and replaces it at once
+    assert log.epoch("p") == 1
