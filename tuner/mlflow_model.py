@@ -47,6 +47,11 @@ _PYTORCH_FLAVOUR = "pytorch"
 class ImageClassifierModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """Class probabilities from images, through the trainer's own `Predictor`."""
 
+    # `predict` takes several input forms (DataFrame, list, array), so `model_input` has no type
+    # hint for MLflow to validate against; this is MLflow's own switch (ChatModel uses it) to skip
+    # that check and the warning, printed at class definition, that it found no hint.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         """Load the model.tar.gz logged as the `model_archive` artifact."""
         from trainer.predict import Predictor
