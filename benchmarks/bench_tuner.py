@@ -3,14 +3,18 @@
 1. Orchestration overhead per trial: a study of small real trials run one at a time; overhead =
    (study wall time - sum of the trials' time inside `fit`) / trials, in seconds and as a ratio to
    the mean trial time. Target: <= 0.5 s per trial.
-2. Search efficiency on the quickstart space: TPE + ASHA against random search without pruning,
-   several seeds; for each seed, the epochs each needs (trials in start order, all of a trial's
-   epochs counted) until a trial reaches the best validation accuracy both reach. Target: TPE + ASHA
-   needs <= 1/3 of the epochs random search needs.
+2. Search efficiency on the quickstart space: TPE + ASHA (several seeds) against random search
+   without pruning (a pool of fully trained random trials); per seed, the epochs each needs (trials
+   in start order, all of a trial's epochs counted) until a trial reaches the best validation
+   accuracy both reach. Target: TPE + ASHA needs <= 1/3 of the epochs random search needs.
 
     .venv/bin/python -m benchmarks.bench_tuner                  # both parts, 3 seeds
     .venv/bin/python -m benchmarks.bench_tuner --part overhead
-    .venv/bin/python -m benchmarks.bench_tuner --seeds 2 --trials 12
+    .venv/bin/python -m benchmarks.bench_tuner --part efficiency --seeds 5   # adds seeds 3, 4
+    .venv/bin/python -m benchmarks.bench_tuner --summarize    # only print what --record holds
+
+Efficiency studies are kept in benchmarks/results/efficiency.jsonl (not committed) and reused by
+the next run; delete it, or give --record another file, to measure afresh.
 """
 
 from __future__ import annotations
@@ -49,8 +53,10 @@ def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
     return mapping
 
 
-def _trial_rows(study_dir: Path) -> list[dict[str, Any]]:
-    """Each trial: first-result time, epochs run, best validation accuracy, fit seconds."""
+def _trial_rows(study_dir: Path, order: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Each trial in the order they started (`order`: trial id -> position; else from the
+    whole-second result timestamps): epochs run, validation accuracy per epoch and
+    best, fit seconds, sampled hyperparameters."""
     rows = []
     for trial in study_dir.glob("trial_*"):
         results = [
@@ -64,8 +70,13 @@ def _trial_rows(study_dir: Path) -> list[dict[str, Any]]:
         outcome = trial / "outcome.json"
         rows.append(
             {
-                "start": min(r["timestamp"] - r.get("time_total_s", 0) for r in results),
+                "start": (order or {}).get(
+                    trial.name.removeprefix("trial_"),
+                    min(r["timestamp"] - r.get("time_total_s", 0) for r in results),
+                ),
                 "epochs": len({r["epoch"] for r in results}),
+                "history": [r["validation:accuracy"] for r in results],
+                "config": results[-1].get("config", {}),
                 "best": max(r["validation:accuracy"] for r in results),
                 "epoch_seconds": sum(r["epoch_seconds"] for r in results),
                 "fit_seconds": json.loads(outcome.read_text())["fit_seconds"]
@@ -128,6 +139,7 @@ def overhead(trials: int) -> None:
 
 
 def _epochs_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:
+    """Epochs spent, trials in the order they started, until one reaches `target`."""
     total = 0
     for row in rows:
         total += row["epochs"]
@@ -136,58 +148,139 @@ def _epochs_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:
     return None
 
 
-def efficiency(seeds: int, trials: int) -> None:
-    """Part 2: epochs TPE + ASHA vs random without pruning need to reach the same accuracy."""
+def _expected_random_epochs(pool: list[dict[str, Any]], target: float) -> float | None:
+    """Expected epochs random search without pruning spends until a trial reaches `target`.
+
+    Random search draws configurations independently, so every order of the pool's fully trained
+    trials is equally likely: with m of n reaching the target, the first of them comes at position
+    (n + 1) / (m + 1) on average (sampling without replacement). This averages over all orders
+    instead of the one the pool happened to run in."""
+    reached = sum(row["best"] >= target - 1e-9 for row in pool)
+    if not reached:
+        return None
+    return statistics.mean(row["epochs"] for row in pool) * (len(pool) + 1) / (reached + 1)
+
+
+def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
+    """One study on the quickstart space: `tpe+asha` (its sampler and pruner) or `random`
+    (random sampler, no pruning)."""
     from tuner.study import run_study
 
-    ratios = []
-    for seed in range(seeds):
-        with tempfile.TemporaryDirectory() as tmp:
-            runs = {}
-            for label, sampler, pruner in (
-                ("tpe+asha", "tpe", "asha"),
-                ("random", "random", "none"),
-            ):
-                mapping = _quickstart(
-                    Path(tmp),
-                    label.replace("+", "-"),
-                    seed=seed,
-                    sampler={"name": sampler},
-                    pruner={"name": pruner},
-                    limits={"max_trials": trials, "max_parallel": 2},
-                )
-                space = _space(mapping, ROOT)
-                start = time.perf_counter()
-                run_study(space, log=lambda line: None)
-                rows = _trial_rows(space.study_dir)
-                runs[label] = rows
-                print(
-                    f"seed {seed} {label:9s}: {len(rows)} trials, "
-                    f"{sum(r['epochs'] for r in rows)} epochs, best "
-                    f"{max(r['best'] for r in rows):.4f}, {time.perf_counter() - start:.0f} s"
-                )
-        target = min(max(r["best"] for r in rows) for rows in runs.values())
-        need = {label: _epochs_to_reach(rows, target) for label, rows in runs.items()}
-        ratio = need["tpe+asha"] / need["random"]  # type: ignore[operator]
-        ratios.append(ratio)
-        print(
-            f"seed {seed}: to reach validation:accuracy {target:.4f}: tpe+asha "
-            f"{need['tpe+asha']} epochs, random {need['random']} epochs, ratio {ratio:.2f}"
+    sampler, pruner = ("tpe", "asha") if label == "tpe+asha" else ("random", "none")
+    with tempfile.TemporaryDirectory() as tmp:
+        mapping = _quickstart(
+            Path(tmp),
+            label.replace("+", "-"),
+            seed=seed,
+            sampler={"name": sampler},
+            pruner={"name": pruner},
+            limits={"max_trials": trials, "max_parallel": 2},
         )
+        space = _space(mapping, ROOT)
+        start = time.perf_counter()
+        summary = run_study(space, log=lambda line: None)
+        asked = {  # Optuna numbers its trials in the order they were asked for, i.e. started
+            t.user_attrs["ray_trial_id"]: t.number
+            for t in summary.optuna_study.trials
+            if "ray_trial_id" in t.user_attrs
+        }
+        rows = _trial_rows(space.study_dir, asked)
     print(
-        f"efficiency: mean epochs ratio tpe+asha / random over {seeds} seeds = "
-        f"{statistics.mean(ratios):.2f} (each: {', '.join(f'{r:.2f}' for r in ratios)})"
-        "   [target <= 0.33]"
+        f"{label} seed {seed}: {len(rows)} trials, {sum(r['epochs'] for r in rows)} epochs, "
+        f"best {max(r['best'] for r in rows):.4f}, {time.perf_counter() - start:.0f} s",
+        flush=True,
     )
+    return rows
+
+
+def efficiency(seeds: int, trials: int, pool_trials: int, record: Path) -> None:
+    """Part 2: epochs TPE + ASHA vs random without pruning need to reach the same accuracy.
+
+    Random search: one pool of `pool_trials` fully trained random trials, its cost to reach a
+    target taken as the expectation over every order of the pool. TPE + ASHA: `seeds` studies of
+    `trials` trials. Per seed, the target is the lower of the two bests. Each study's trials are
+    appended to `record` (JSON lines) as soon as it ends, and studies already there are reused,
+    so a stopped run loses at most one study and more seeds can be added later."""
+    done = _read_record(record)
+    if done:
+        print(f"reusing {len(done)} studies recorded in {record}")
+    if ("random", 0) not in done:
+        _append(record, "random", 0, _run_arm("random", 0, pool_trials))
+    for seed in range(seeds):
+        if ("tpe+asha", seed) not in done:
+            _append(record, "tpe+asha", seed, _run_arm("tpe+asha", seed, trials))
+    summarize_efficiency(_read_record(record))
+
+
+def _append(record: Path, label: str, seed: int, rows: list[dict[str, Any]]) -> None:
+    with record.open("a") as out:
+        out.write(json.dumps({"arm": label, "seed": seed, "trials": rows}) + "\n")
+
+
+def _read_record(record: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    if not record.is_file():
+        return {}
+    studies = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    return {(study["arm"], study["seed"]): study["trials"] for study in studies}
+
+
+def summarize_efficiency(studies: dict[tuple[str, int], list[dict[str, Any]]]) -> None:
+    """Per TPE + ASHA seed and over all seeds: epochs to reach the same best, against random."""
+    pool = studies[("random", 0)]
+    pool_best = max(r["best"] for r in pool)
+    print(
+        f"random search, no pruning: a pool of {len(pool)} random trials, "
+        f"{sum(r['epochs'] for r in pool)} epochs, best {pool_best:.4f}"
+    )
+    tpe_total = random_total = 0.0
+    ratios = []
+    for (arm, seed), rows in sorted(studies.items()):
+        if arm != "tpe+asha":
+            continue
+        target = min(pool_best, max(r["best"] for r in rows))
+        tpe = _epochs_to_reach(rows, target)
+        expected = _expected_random_epochs(pool, target)
+        in_order = _epochs_to_reach(pool, target)
+        assert tpe is not None and expected is not None and in_order is not None
+        tpe_total, random_total = tpe_total + tpe, random_total + expected
+        ratios.append(tpe / expected)
+        print(
+            f"seed {seed}: {len(rows)} trials, {sum(r['epochs'] for r in rows)} epochs; to reach "
+            f"validation:accuracy {target:.4f}: tpe+asha {tpe} epochs, random {expected:.1f} "
+            f"expected ({in_order} in the pool's own order): ratio {tpe / expected:.2f}"
+        )
+    if ratios:
+        print(
+            f"efficiency over {len(ratios)} seeds: epochs to reach the same best, tpe+asha / "
+            f"random = {tpe_total:.0f} / {random_total:.1f} = {tpe_total / random_total:.2f}; "
+            f"per seed: mean {statistics.mean(ratios):.2f}, median "
+            f"{statistics.median(ratios):.2f}   [target <= 0.33]"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("overhead", "efficiency", "both"), default="both")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=12, help="trials per efficiency study")
-    parser.add_argument("--overhead-trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=24, help="trials per TPE + ASHA study")
+    parser.add_argument("--pool", type=int, default=32, help="trials in the random-search pool")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "efficiency.jsonl",
+        help="studies are appended here and reused when they are already in it",
+    )
+    parser.add_argument("--summarize", action="store_true", help="only summarise --record")
+    parser.add_argument(
+        "--overhead-trials",
+        type=int,
+        default=12,
+        help="trials in the smaller overhead study (12: the quickstart's); the other has twice",
+    )
     args = parser.parse_args()
+    if args.summarize:
+        summarize_efficiency(_read_record(args.record))
+        return
     import logging
 
     import ray
@@ -198,7 +291,8 @@ def main() -> None:
     if args.part in ("overhead", "both"):
         overhead(args.overhead_trials)
     if args.part in ("efficiency", "both"):
-        efficiency(args.seeds, args.trials)
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        efficiency(args.seeds, args.trials, args.pool, args.record)
 
 
 if __name__ == "__main__":
