@@ -103,25 +103,37 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, cpu: "
-          f"{torch.backends.cpu.get_cpu_capability()}, data: {args.data}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, cpu: "
+        f"{torch.backends.cpu.get_cpu_capability()}, data: {args.data}"
+    )
 
-    hp = parse_hyperparameters({
-        "num_classes": 10, "num_training_samples": 2000, "image_shape": "3,32,32",
-        "num_layers": 20, "mini_batch_size": BATCH, "augmentation_type": "crop_color_transform",
-    })
+    hp = parse_hyperparameters(
+        {
+            "num_classes": 10,
+            "num_training_samples": 2000,
+            "image_shape": "3,32,32",
+            "num_layers": 20,
+            "mini_batch_size": BATCH,
+            "augmentation_type": "crop_color_transform",
+        }
+    )
     start = time.perf_counter()
     loaders = build_loaders(hp, DataConfig(args.data), seed=0)
     build_s = time.perf_counter() - start
     cache = loaders.train.cache
     assert isinstance(cache, torch.Tensor), "the benchmark data must fit the decode cache"
-    print(f"build_loaders (read + decode {loaders.num_train + loaders.num_validation} images "
-          f"once): {build_s:.2f}s")
+    print(
+        f"build_loaders (read + decode {loaders.num_train + loaders.num_validation} images "
+        f"once): {build_s:.2f}s"
+    )
 
     e2e = _end_to_end(hp, loaders, args.epochs)
     model = _model_only(hp, cache.clone(), loaders.train.labels.clone(), args.epochs)
-    print(f"ResNet-20 32x32 float32 batch {BATCH}: model-only {model:.0f} img/s, "
-          f"end-to-end with crop_color_transform {e2e:.0f} img/s")
+    print(
+        f"ResNet-20 32x32 float32 batch {BATCH}: model-only {model:.0f} img/s, "
+        f"end-to-end with crop_color_transform {e2e:.0f} img/s"
+    )
     print(f"ratio end-to-end / model-only = {e2e / model:.3f} (target >= 0.8)")
 
     start = time.perf_counter()
@@ -147,8 +159,10 @@ def main() -> None:
         file_rate = _read_rate(files, 3)
         rec_rate = _read_rate(records, 3)
         blobs = [records(i) for i in range(len(records))]
-    print(f"read + decode: RecordIO {rec_rate:.0f} img/s, files {file_rate:.0f} img/s, "
-          f"ratio RecordIO / files = {rec_rate / file_rate:.2f}")
+    print(
+        f"read + decode: RecordIO {rec_rate:.0f} img/s, files {file_rate:.0f} img/s, "
+        f"ratio RecordIO / files = {rec_rate / file_rate:.2f}"
+    )
     tv, pil = _decoder_rates(blobs)
     print(f"decoders: torchvision {tv:.0f} img/s, Pillow {pil:.0f} img/s, ratio {tv / pil:.2f}")
     print(f"cpu count {os.cpu_count()}")
