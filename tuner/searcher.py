@@ -125,8 +125,13 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._live.get(trial_id)
+        if trial is not None:
+            self._report(trial, result)
+
+    def _report(self, trial: optuna.Trial, result: dict[str, Any]) -> None:
+        """One epoch's objective as Optuna's intermediate value at step = epoch."""
         value, epoch = result.get(self.metric), result.get("epoch")
-        if trial is None or value is None or epoch is None or not math.isfinite(value):
+        if value is None or epoch is None or not math.isfinite(value):
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna warns about repeated steps after a resume
@@ -138,6 +143,11 @@ class StudySearcher(Searcher):
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
+        if result and not error:
+            # When the scheduler stops a trial, Ray passes the result it stopped it at here only,
+            # not to on_trial_result; without it TPE would rank a trial stopped at epoch 1 as one
+            # with no result at all, and one stopped at epoch 3 by its epoch-2 value.
+            self._report(trial, result)
         value = (result or {}).get(self.metric)
         if error or value is None or not math.isfinite(value):
             self._study.tell(trial, None, state=TrialState.FAIL)

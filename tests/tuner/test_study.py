@@ -91,6 +91,13 @@ limits: {max_trials: 8, max_parallel: 2}
     states = {t.user_attrs["ray_trial_id"]: t.state.name for t in summary.optuna_study.trials}
     assert {states[t] for t in pruned["trial_id"]} == {"PRUNED"}
     assert {states[t] for t in finished["trial_id"]} == {"COMPLETE"}
+    # ... with every epoch each trial ran, including the one ASHA stopped it at (Ray hands that
+    # result only to on_trial_complete): TPE ranks pruned trials by their last step and value
+    steps = {
+        t.user_attrs["ray_trial_id"]: t.intermediate_values for t in summary.optuna_study.trials
+    }
+    for row in board.itertuples():
+        assert sorted(steps[row.trial_id]) == list(range(1, row.epochs_run + 1)), row.trial_id
 
 
 def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(
