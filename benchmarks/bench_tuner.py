@@ -53,10 +53,15 @@ def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
     return mapping
 
 
-def _trial_rows(study_dir: Path, order: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Each trial in the order they started (`order`: trial id -> position; else from the
-    whole-second result timestamps): epochs run, validation accuracy per epoch and
-    best, fit seconds, sampled hyperparameters."""
+def _trial_rows(study_dir: Path, summary: Any) -> list[dict[str, Any]]:
+    """Each trial of a finished study in the order they started (Optuna numbers its trials in the
+    order they were asked for): epochs run, validation accuracy per epoch and best, fit seconds,
+    sampled hyperparameters."""
+    order = {
+        t.user_attrs["ray_trial_id"]: t.number
+        for t in summary.optuna_study.trials
+        if "ray_trial_id" in t.user_attrs
+    }
     rows = []
     for trial in study_dir.glob("trial_*"):
         results = [
@@ -68,16 +73,14 @@ def _trial_rows(study_dir: Path, order: dict[str, int] | None = None) -> list[di
         if not results:
             continue
         outcome = trial / "outcome.json"
+        history = [r["validation:accuracy"] for r in results]
         rows.append(
             {
-                "start": (order or {}).get(
-                    trial.name.removeprefix("trial_"),
-                    min(r["timestamp"] - r.get("time_total_s", 0) for r in results),
-                ),
+                "start": order[trial.name.removeprefix("trial_")],
                 "epochs": len({r["epoch"] for r in results}),
-                "history": [r["validation:accuracy"] for r in results],
+                "history": history,
                 "config": results[-1].get("config", {}),
-                "best": max(r["validation:accuracy"] for r in results),
+                "best": max(history),
                 "epoch_seconds": sum(r["epoch_seconds"] for r in results),
                 "fit_seconds": json.loads(outcome.read_text())["fit_seconds"]
                 if outcome.is_file()
@@ -105,9 +108,9 @@ def _overhead_study(trials: int) -> tuple[float, list[float], float]:
         mapping["search"]["mini_batch_size"] = {"type": "categorical", "values": [64]}
         space = _space(mapping, ROOT)
         start = time.perf_counter()
-        run_study(space, log=lambda line: None)
+        summary = run_study(space, log=lambda line: None)
         wall = time.perf_counter() - start
-        rows = _trial_rows(space.study_dir)
+        rows = _trial_rows(space.study_dir, summary)
     fit = [r["fit_seconds"] for r in rows if r["fit_seconds"] is not None]
     return wall, fit, sum(r["epoch_seconds"] for r in rows)
 
@@ -138,12 +141,16 @@ def overhead(trials: int) -> None:
     )
 
 
+def _reaches(row: dict[str, Any], target: float) -> bool:
+    return bool(row["best"] >= target - 1e-9)
+
+
 def _epochs_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:
     """Epochs spent, trials in the order they started, until one reaches `target`."""
     total = 0
     for row in rows:
         total += row["epochs"]
-        if row["best"] >= target - 1e-9:
+        if _reaches(row, target):
             return total
     return None
 
@@ -155,7 +162,7 @@ def _expected_random_epochs(pool: list[dict[str, Any]], target: float) -> float 
     trials is equally likely: with m of n reaching the target, the first of them comes at position
     (n + 1) / (m + 1) on average (sampling without replacement). This averages over all orders
     instead of the one the pool happened to run in."""
-    reached = sum(row["best"] >= target - 1e-9 for row in pool)
+    reached = sum(_reaches(row, target) for row in pool)
     if not reached:
         return None
     return statistics.mean(row["epochs"] for row in pool) * (len(pool) + 1) / (reached + 1)
@@ -179,12 +186,7 @@ def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
         space = _space(mapping, ROOT)
         start = time.perf_counter()
         summary = run_study(space, log=lambda line: None)
-        asked = {  # Optuna numbers its trials in the order they were asked for, i.e. started
-            t.user_attrs["ray_trial_id"]: t.number
-            for t in summary.optuna_study.trials
-            if "ray_trial_id" in t.user_attrs
-        }
-        rows = _trial_rows(space.study_dir, asked)
+        rows = _trial_rows(space.study_dir, summary)
     print(
         f"{label} seed {seed}: {len(rows)} trials, {sum(r['epochs'] for r in rows)} epochs, "
         f"best {max(r['best'] for r in rows):.4f}, {time.perf_counter() - start:.0f} s",
