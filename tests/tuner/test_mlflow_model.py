@@ -5,6 +5,7 @@ recorded as one run. Real sqlite store, a real (tiny) trained model.tar.gz."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -58,6 +59,28 @@ def _store(tmp_path: Path) -> tuple[str, MlflowClient, str]:
     return uri, client, experiment
 
 
+def _log_on_new_run(
+    uri: str,
+    client: MlflowClient,
+    experiment: str,
+    archive: Path,
+    value: float = 0.5,
+    log: Callable[[str], None] = lambda _m: None,
+) -> tuple[str, str | None]:
+    """A new run in `experiment` with the model logged as 'cifar': (run id, version registered)."""
+    run = client.create_run(experiment)
+    version = log_model_on_run(
+        tracking_uri=uri,
+        run_id=run.info.run_id,
+        archive=archive,
+        registered_model_name="cifar",
+        objective="validation:accuracy",
+        value=value,
+        log=log,
+    )
+    return run.info.run_id, version
+
+
 def test_the_champion_predicts_what_the_trainers_predictor_predicts(
     tmp_path: Path, trained: tuple[object, object], assets: Path
 ) -> None:
@@ -65,19 +88,10 @@ def test_the_champion_predicts_what_the_trainers_predictor_predicts(
 
     _, result = trained
     uri, client, experiment = _store(tmp_path)
-    run = client.create_run(experiment)
-    version = log_model_on_run(
-        tracking_uri=uri,
-        run_id=run.info.run_id,
-        archive=result.model_path,  # type: ignore[attr-defined]
-        registered_model_name="cifar",
-        objective="validation:accuracy",
-        value=0.5,
-        log=lambda _m: None,
-    )
+    run_id, version = _log_on_new_run(uri, client, experiment, result.model_path)  # type: ignore[attr-defined]
     assert version == "1"
     assert str(client.get_model_version_by_alias("cifar", "champion").version) == "1"
-    names = {a.path for a in client.list_artifacts(run.info.run_id, "model_archive")}
+    names = {a.path for a in client.list_artifacts(run_id, "model_archive")}
     assert names == {"model_archive/model.tar.gz"}
 
     images = _images(assets)
@@ -108,16 +122,7 @@ def test_the_champion_loads_as_the_trainers_torch_module_with_the_same_probabili
 
     _, result = trained
     uri, client, experiment = _store(tmp_path)
-    run = client.create_run(experiment)
-    log_model_on_run(
-        tracking_uri=uri,
-        run_id=run.info.run_id,
-        archive=result.model_path,  # type: ignore[attr-defined]
-        registered_model_name="cifar",
-        objective="validation:accuracy",
-        value=0.5,
-        log=lambda _m: None,
-    )
+    _log_on_new_run(uri, client, experiment, result.model_path)  # type: ignore[attr-defined]
     images = _images(assets)
     mlflow.set_tracking_uri(uri)
     try:
@@ -161,16 +166,7 @@ def test_the_alias_moves_only_when_a_study_beats_the_champion(
     uri, client, experiment = _store(tmp_path)
     messages: list[str] = []
     for value in (0.5, 0.4, 0.7):
-        run = client.create_run(experiment)
-        log_model_on_run(
-            tracking_uri=uri,
-            run_id=run.info.run_id,
-            archive=result.model_path,  # type: ignore[attr-defined]
-            registered_model_name="cifar",
-            objective="validation:accuracy",
-            value=value,
-            log=messages.append,
-        )
+        _log_on_new_run(uri, client, experiment, result.model_path, value, messages.append)  # type: ignore[attr-defined]
         champion = client.get_model_version_by_alias("cifar", "champion")
         assert champion.tags["value"] == repr(0.7 if value == 0.7 else 0.5)
     versions = client.search_model_versions("name='cifar'")
