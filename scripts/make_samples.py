@@ -9,7 +9,7 @@ Writes (replacing what was there):
 - tests/assets/recordio/cifar10/    MXNet-written records copied byte for byte (200 + 50) with
                                     a matching .idx, in the RecordIO channel layout
 - tests/assets/recordio/cifar10-multilabel/   the same for packed multi-label records (60 + 20)
-- data/quickstart/                  RecordIO channels of 2000 train + 500 validation CIFAR-10
+- data/quickstart/                  RecordIO channels of 2000 train + 2000 validation CIFAR-10
                                     images (MXNet-written records, copied verbatim)
 Selection is deterministic: evenly spaced rows of each class.
 """
@@ -137,7 +137,7 @@ def main() -> None:
             False,
         ),
         ("cifar10-train", "train", 200, REPO / "data" / "quickstart", True),
-        ("cifar10-validation", "validation", 50, REPO / "data" / "quickstart", True),
+        ("cifar10-validation", "validation", 200, REPO / "data" / "quickstart", True),
     ]
     for root in {p[3] for p in plans}:
         for channel in ("train", "validation"):
