@@ -7,6 +7,7 @@
    without pruning (a pool of fully trained random trials); per seed, the epochs each needs (trials
    in start order, all of a trial's epochs counted) until a trial reaches the best validation
    accuracy both reach. Target: TPE + ASHA needs <= 1/3 of the epochs random search needs.
+   Beside it, random search with ASHA replayed on the pool's learning curves: ASHA's share alone.
 
     .venv/bin/python -m benchmarks.bench_tuner                  # both parts, 3 seeds
     .venv/bin/python -m benchmarks.bench_tuner --part overhead
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -168,6 +170,47 @@ def _expected_random_epochs(pool: list[dict[str, Any]], target: float) -> float 
     return statistics.mean(row["epochs"] for row in pool) * (len(pool) + 1) / (reached + 1)
 
 
+def _asha_replay_epochs(
+    pool: list[dict[str, Any]], target: float, orders: int = 400
+) -> float | None:
+    """Expected epochs random search *with* ASHA would spend until a trial reaches `target`,
+    replayed on the pool's full learning curves: over `orders` random orders of the pool (each
+    repeated so a run cannot exhaust it), trials one at a time, Ray's asynchronous rule with the
+    quickstart's grace period and reduction factor (at each rung, stop a trial whose accuracy is
+    below the (1 - 1/factor) quantile of those recorded there). Separates ASHA's share of the
+    saving from TPE's."""
+    import numpy as np
+
+    pruner = yaml.safe_load(QUICKSTART.read_text())["pruner"]
+    grace, factor = int(pruner.get("grace_period", 1)), float(pruner.get("reduction_factor", 3))
+    max_t = max(row["epochs"] for row in pool)
+    rungs = []
+    while grace < max_t:
+        rungs.append(grace)
+        grace = int(grace * factor)
+    costs = []
+    for order in range(orders):
+        recorded: dict[int, list[float]] = {rung: [] for rung in rungs}
+        rows = [row for _ in range(3) for row in pool]
+        random.Random(order).shuffle(rows)
+        spent = 0
+        for row in rows:
+            stop = max_t
+            for rung in rungs:
+                value = row["history"][rung - 1]
+                seen = recorded[rung]
+                cutoff = np.nanpercentile(seen, (1 - 1 / factor) * 100) if seen else None
+                seen.append(value)
+                if cutoff is not None and value < cutoff:
+                    stop = rung
+                    break
+            spent += stop
+            if max(row["history"][:stop]) >= target - 1e-9:
+                costs.append(spent)
+                break
+    return statistics.mean(costs) if len(costs) == orders else None
+
+
 def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
     """One study on the quickstart space: `tpe+asha` (its sampler and pruner) or `random`
     (random sampler, no pruning)."""
@@ -250,6 +293,7 @@ def summarize_efficiency(studies: dict[tuple[str, int], list[dict[str, Any]]]) -
             f"seed {seed}: {len(rows)} trials, {sum(r['epochs'] for r in rows)} epochs; to reach "
             f"validation:accuracy {target:.4f}: tpe+asha {tpe} epochs, random {expected:.1f} "
             f"expected ({in_order} in the pool's own order): ratio {tpe / expected:.2f}"
+            f"{_asha_alone(pool, target, expected)}"
         )
     if ratios:
         print(
@@ -279,8 +323,15 @@ def _fixed_targets(pool: list[dict[str, Any]], seeds: list[list[dict[str, Any]]]
             f"fixed target {target:.4f} (random's top {share:.0%}): random {expected:.1f} epochs "
             f"expected; tpe+asha reached it in {len(reached)} of {len(needs)} seeds, mean "
             f"{statistics.mean(reached):.1f} epochs ({', '.join(str(n) for n in needs)}): ratio "
-            f"{statistics.mean(reached) / expected:.2f}"
+            f"{statistics.mean(reached) / expected:.2f}{_asha_alone(pool, target, expected)}"
         )
+
+
+def _asha_alone(pool: list[dict[str, Any]], target: float, expected: float) -> str:
+    replayed = _asha_replay_epochs(pool, target)
+    if replayed is None:
+        return ""
+    return f"; random+asha (replayed) {replayed:.1f} epochs: ratio {replayed / expected:.2f}"
 
 
 def main() -> None:
