@@ -207,7 +207,9 @@ def format_leaderboard(frame: pd.DataFrame, objective: str, limit: int | None = 
     varying = [
         c
         for c in frame.columns
-        if c not in head and c != "error" and frame[c].astype(str).nunique() > 1
+        # repr: NaN counts as a value (a conditional parameter only one trial sampled still
+        # varies), and unhashable values compare by their text
+        if c not in head and c != "error" and frame[c].map(repr).nunique() > 1
     ]
     shown = frame[head + varying + (["error"] if "error" in frame else [])]
     if limit is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from click.testing import CliRunner
 
 from tuner.cli import cli
@@ -136,6 +137,25 @@ def test_the_printed_leaderboard_shows_only_varying_hyperparameters(tmp_path: Pa
         "optimizer",
     ]
     assert "num_layers" not in header and header[-1] == "error"
+
+
+def test_a_conditional_hyperparameter_only_one_trial_sampled_is_shown() -> None:
+    nan = float("nan")
+    frame = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "status": ["finished", "pruned", "pruned"],
+            "epochs_run": [9, 1, 1],
+            "validation:accuracy": [0.48, 0.12, 0.1],
+            "optimizer": ["adam", "rmsprop", "adam"],
+            "beta_1": [0.9, nan, 0.85],
+            "gamma": [nan, 0.88, nan],
+            "lr_scheduler_step": [(6, 8), (6, 8), (6, 8)],
+            "num_layers": ["20", "20", "20"],
+        }
+    )
+    header = format_leaderboard(frame, "validation:accuracy").splitlines()[0].split()
+    assert header[4:] == ["optimizer", "beta_1", "gamma"]
 
 
 def test_tune_results_prints_and_writes_csv(tmp_path: Path) -> None:
