@@ -212,12 +212,14 @@ def format_leaderboard(frame: pd.DataFrame, objective: str, limit: int | None = 
         if c not in head and c != "error" and frame[c].map(repr).nunique() > 1
     ]
     shown = frame[head + varying + (["error"] if "error" in frame else [])]
-    if limit is not None:
+    hidden = 0 if limit is None else max(0, len(shown) - limit)
+    if hidden:
         shown = shown.head(limit)
     with pd.option_context(
         "display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format
     ):
-        return shown.to_string(index=False, na_rep="-")
+        text = shown.to_string(index=False, na_rep="-")
+    return text + (f"\n({len(shown)} of {len(frame)} trials shown)" if hidden else "")
 
 
 def _copy_best(

@@ -156,6 +156,11 @@ def test_a_conditional_hyperparameter_only_one_trial_sampled_is_shown() -> None:
     )
     header = format_leaderboard(frame, "validation:accuracy").splitlines()[0].split()
     assert header[4:] == ["optimizer", "beta_1", "gamma"]
+    # the columns come from every trial, also those a limit leaves out, which it says
+    lines = format_leaderboard(frame, "validation:accuracy", limit=1).splitlines()
+    assert lines[0].split() == header and lines[1].split()[0] == "a"
+    assert lines[2:] == ["(1 of 3 trials shown)"]
+    assert len(format_leaderboard(frame, "validation:accuracy", limit=3).splitlines()) == 4
 
 
 def test_tune_results_prints_and_writes_csv(tmp_path: Path) -> None:
@@ -167,7 +172,7 @@ def test_tune_results_prints_and_writes_csv(tmp_path: Path) -> None:
     assert "best trial b: validation:accuracy=0.4500" in result.output
     assert out.read_text().count("\n") == 5
     body = result.output.split("\n\n")[0].splitlines()
-    assert len(body) == 3  # header + top 2
+    assert len(body) == 4 and body[-1] == "(2 of 4 trials shown)"  # header, top 2, the count
 
 
 def test_tune_results_on_a_folder_that_is_not_a_study(tmp_path: Path) -> None:
