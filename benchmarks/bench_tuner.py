@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import random
 import statistics
 import tempfile
@@ -184,10 +185,8 @@ def _asha_replay_epochs(
     pruner = yaml.safe_load(QUICKSTART.read_text())["pruner"]
     grace, factor = int(pruner.get("grace_period", 1)), float(pruner.get("reduction_factor", 3))
     max_t = max(row["epochs"] for row in pool)
-    rungs = []
-    while grace < max_t:
-        rungs.append(grace)
-        grace = int(grace * factor)
+    # Ray's milestones grace * factor**k below max_t, each met at the first epoch >= it
+    rungs = sorted({math.ceil(grace * factor**k) for k in range(64) if grace * factor**k < max_t})
     costs = []
     for order in range(orders):
         recorded: dict[int, list[float]] = {rung: [] for rung in rungs}
