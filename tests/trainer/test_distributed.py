@@ -71,8 +71,13 @@ def _count_batches(rank: int, folder: str, data_root: str) -> None:
     )
     try:
         hp = parse_hyperparameters(
-            {"num_classes": 10, "num_training_samples": 300, "num_layers": 20,
-             "image_shape": "3,32,32", "mini_batch_size": 10}
+            {
+                "num_classes": 10,
+                "num_training_samples": 300,
+                "num_layers": 20,
+                "image_shape": "3,32,32",
+                "mini_batch_size": 10,
+            }
         )
         loaders = _loaders(hp, DataConfig(Path(data_root)), 0, torch.device("cpu"))
         Path(folder, f"batches{rank}.json").write_text(json.dumps(len(loaders.train)))

@@ -32,25 +32,53 @@ def test_contract_has_all_29_with_the_pages_defaults() -> None:
     assert (hp.optimizer, hp.precision_dtype, hp.image_shape) == ("sgd", "float32", (3, 224, 224))
     assert (hp.beta_1, hp.beta_2, hp.eps, hp.gamma, hp.momentum) == (0.9, 0.999, 1e-8, 0.9, 0.9)
     assert (hp.weight_decay, hp.lr_scheduler_factor, hp.early_stopping_tolerance) == (
-        0.0001, 0.1, 0.0)
+        0.0001,
+        0.1,
+        0.0,
+    )
     assert (hp.early_stopping, hp.early_stopping_min_epochs, hp.early_stopping_patience) == (
-        False, 10, 5)
+        False,
+        10,
+        5,
+    )
     assert hp.checkpoint_frequency is hp.top_k is hp.resize is hp.augmentation_type is None
     assert hp.lr_scheduler_step == ()
 
 
 def test_string_form_and_typed_form_give_the_same_result() -> None:
     strings = {
-        **REQUIRED, "learning_rate": "0.05", "early_stopping": "True", "use_pretrained_model": "0",
-        "lr_scheduler_step": "10, 20", "image_shape": "3,32,32", "num_layers": "20",
-        "mini_batch_size": "64.0", "optimizer": "nag", "eps": "1e-07", "multi_label": "1",
-        "use_weighted_loss": "1", "top_k": "3", "resize": "40", "augmentation_type": "crop",
+        **REQUIRED,
+        "learning_rate": "0.05",
+        "early_stopping": "True",
+        "use_pretrained_model": "0",
+        "lr_scheduler_step": "10, 20",
+        "image_shape": "3,32,32",
+        "num_layers": "20",
+        "mini_batch_size": "64.0",
+        "optimizer": "nag",
+        "eps": "1e-07",
+        "multi_label": "1",
+        "use_weighted_loss": "1",
+        "top_k": "3",
+        "resize": "40",
+        "augmentation_type": "crop",
     }
     typed = {
-        "num_classes": 10, "num_training_samples": 1000, "learning_rate": 0.05,
-        "early_stopping": True, "use_pretrained_model": 0, "lr_scheduler_step": [10, 20],
-        "image_shape": (3, 32, 32), "num_layers": 20, "mini_batch_size": 64, "optimizer": "nag",
-        "eps": 1e-7, "multi_label": 1, "use_weighted_loss": True, "top_k": 3, "resize": 40,
+        "num_classes": 10,
+        "num_training_samples": 1000,
+        "learning_rate": 0.05,
+        "early_stopping": True,
+        "use_pretrained_model": 0,
+        "lr_scheduler_step": [10, 20],
+        "image_shape": (3, 32, 32),
+        "num_layers": 20,
+        "mini_batch_size": 64,
+        "optimizer": "nag",
+        "eps": 1e-7,
+        "multi_label": 1,
+        "use_weighted_loss": True,
+        "top_k": 3,
+        "resize": 40,
         "augmentation_type": "crop",
     }
     from_strings, from_typed = parse_hyperparameters(strings), parse_hyperparameters(typed)
@@ -61,8 +89,16 @@ def test_string_form_and_typed_form_give_the_same_result() -> None:
 
 
 def test_to_strings_round_trips_and_is_all_strings() -> None:
-    hp = parse_hyperparameters({**REQUIRED, "lr_scheduler_step": "5,8", "top_k": 5,
-                                "image_shape": "1,28,28", "num_layers": 20, "eps": 1e-8})
+    hp = parse_hyperparameters(
+        {
+            **REQUIRED,
+            "lr_scheduler_step": "5,8",
+            "top_k": 5,
+            "image_shape": "1,28,28",
+            "num_layers": 20,
+            "eps": 1e-8,
+        }
+    )
     strings = hp.to_strings()
     assert all(isinstance(v, str) for v in strings.values())
     assert strings["lr_scheduler_step"] == "5,8" and strings["image_shape"] == "1,28,28"
@@ -72,10 +108,17 @@ def test_to_strings_round_trips_and_is_all_strings() -> None:
 
 
 def test_every_violation_is_reported_at_once_naming_field_value_and_rule() -> None:
-    problems = problems_of({
-        "num_classes": "ten", "learning_rate": "1.5", "optimizer": "adamw", "epochs": "0",
-        "image_shape": "3,32", "early_stopping": "maybe", "multi_label": "2",
-    })
+    problems = problems_of(
+        {
+            "num_classes": "ten",
+            "learning_rate": "1.5",
+            "optimizer": "adamw",
+            "epochs": "0",
+            "image_shape": "3,32",
+            "early_stopping": "maybe",
+            "multi_label": "2",
+        }
+    )
     text = "\n".join(problems)
     assert len(problems) == 8
     assert "num_classes must be a positive integer, but got 'ten'" in text
@@ -129,27 +172,38 @@ def test_unknown_name_is_an_error_suggesting_the_closest_known_one() -> None:
 
 
 def test_sagemaker_added_keys_are_ignored() -> None:
-    hp = parse_hyperparameters({**REQUIRED, "_tuning_objective_metric": "validation:accuracy",
-                                "sagemaker_program": "x"})
+    hp = parse_hyperparameters(
+        {**REQUIRED, "_tuning_objective_metric": "validation:accuracy", "sagemaker_program": "x"}
+    )
     assert hp.num_classes == 10
 
 
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"epochs": 5, "checkpoint_frequency": 6},
-         "checkpoint_frequency must be no greater than epochs (5), but got 6"),
+        (
+            {"epochs": 5, "checkpoint_frequency": 6},
+            "checkpoint_frequency must be no greater than epochs (5), but got 6",
+        ),
         ({"checkpoint_frequency": 31}, "no greater than epochs (30), but got 31"),
         ({"top_k": 11}, "top_k must be no greater than num_classes (10), but got 11"),
-        ({"use_pretrained_model": 1, "num_layers": 20},
-         "use_pretrained_model=1 needs num_layers in [18, 34, 50, 101, 152, 200]"),
-        ({"use_pretrained_model": 1, "num_layers": 18, "image_shape": "3,32,32"},
-         "use_pretrained_model=1 needs image_shape '3,224,224'"),
-        ({"use_pretrained_model": 1, "num_layers": 18, "image_shape": "1,224,224"},
-         "use_pretrained_model=1 needs image_shape '3,224,224'"),
+        (
+            {"use_pretrained_model": 1, "num_layers": 20},
+            "use_pretrained_model=1 needs num_layers in [18, 34, 50, 101, 152, 200]",
+        ),
+        (
+            {"use_pretrained_model": 1, "num_layers": 18, "image_shape": "3,32,32"},
+            "use_pretrained_model=1 needs image_shape '3,224,224'",
+        ),
+        (
+            {"use_pretrained_model": 1, "num_layers": 18, "image_shape": "1,224,224"},
+            "use_pretrained_model=1 needs image_shape '3,224,224'",
+        ),
         ({"use_weighted_loss": 1}, "use_weighted_loss=1 is only allowed with multi_label=1"),
-        ({"image_shape": "3,32,40", "resize": 36},
-         "resize must be at least the crop size max(height, width) = 40"),
+        (
+            {"image_shape": "3,32,40", "resize": 36},
+            "resize must be at least the crop size max(height, width) = 40",
+        ),
     ],
 )
 def test_cross_field_rule_is_enforced(values: dict, expected: str) -> None:
@@ -172,8 +226,15 @@ def test_cross_field_rule_allows_the_boundary(values: dict) -> None:
 
 
 def test_cross_field_rules_and_value_problems_are_reported_together() -> None:
-    problems = problems_of({**REQUIRED, "epochs": 2, "checkpoint_frequency": 3,
-                            "use_weighted_loss": 1, "optimizer": "x"})
+    problems = problems_of(
+        {
+            **REQUIRED,
+            "epochs": 2,
+            "checkpoint_frequency": 3,
+            "use_weighted_loss": 1,
+            "optimizer": "x",
+        }
+    )
     assert len(problems) == 3
 
 
@@ -203,8 +264,14 @@ def test_hyperparameters_file(tmp_path) -> None:
 
 def test_numpy_scalars_from_samplers_or_pandas_are_accepted() -> None:
     np = pytest.importorskip("numpy")
-    hp = parse_hyperparameters({"num_classes": np.int64(10), "num_training_samples": 100,
-                                "learning_rate": np.float32(0.25), "early_stopping": np.True_})
+    hp = parse_hyperparameters(
+        {
+            "num_classes": np.int64(10),
+            "num_training_samples": 100,
+            "learning_rate": np.float32(0.25),
+            "early_stopping": np.True_,
+        }
+    )
     assert (hp.num_classes, hp.learning_rate, hp.early_stopping) == (10, 0.25, True)
     assert type(hp.num_classes) is int and type(hp.learning_rate) is float
 

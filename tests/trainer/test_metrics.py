@@ -29,10 +29,13 @@ def test_totals_over_batches_give_sagemaker_named_metrics() -> None:
     totals = MetricTotals(torch.device("cpu"), multi_label=False, top_k=2)
     totals.update(LOGITS[:2], LABELS[:2], torch.tensor(1.0))
     totals.update(LOGITS[2:], LABELS[2:], torch.tensor(3.0))
-    assert totals.compute("validation") == pytest.approx({
-        "validation:accuracy": 0.25, "validation:loss": 2.0,
-        "validation:top_k_accuracy_2": 0.75,
-    })
+    assert totals.compute("validation") == pytest.approx(
+        {
+            "validation:accuracy": 0.25,
+            "validation:loss": 2.0,
+            "validation:top_k_accuracy_2": 0.75,
+        }
+    )
 
 
 def test_multi_label_accuracy_is_averaged_over_classes_and_has_no_top_k() -> None:

@@ -15,14 +15,22 @@ torch.set_num_threads(2)
 
 
 def hp_for(depth: int, shape: str, **extra: object):
-    return parse_hyperparameters({"num_classes": 7, "num_training_samples": 100,
-                                  "num_layers": depth, "image_shape": shape, **extra})
+    return parse_hyperparameters(
+        {
+            "num_classes": 7,
+            "num_training_samples": 100,
+            "num_layers": depth,
+            "image_shape": shape,
+            **extra,
+        }
+    )
 
 
 def weighted_layers(model: nn.Module) -> int:
     """Convolutions on the main path plus the classifier: what a ResNet's depth counts."""
     return sum(
-        1 for name, m in model.named_modules()
+        1
+        for name, m in model.named_modules()
         if isinstance(m, nn.Conv2d | nn.Linear) and "downsample" not in name
     )
 
@@ -92,7 +100,8 @@ def test_seed_gives_the_same_initial_weights() -> None:
 
 
 def test_pretrained_weights_load_from_a_local_file_with_only_fc_reinitialised(
-        tmp_path, monkeypatch) -> None:
+    tmp_path, monkeypatch
+) -> None:
     torch.manual_seed(0)
     reference = resnet18().state_dict()
     torch.save(reference, tmp_path / PRETRAINED_FILES[18])

@@ -18,13 +18,15 @@ from trainer.optim import (
 
 
 def hp_with(**values: object):
-    return parse_hyperparameters({"num_classes": 3, "num_training_samples": 1000,
-                                  "mini_batch_size": 100, **values})
+    return parse_hyperparameters(
+        {"num_classes": 3, "num_training_samples": 1000, "mini_batch_size": 100, **values}
+    )
 
 
 def tiny() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(),
-                         nn.Linear(4, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 3)
+    )
 
 
 def test_table_holds_exactly_the_contracts_optimizers() -> None:
@@ -42,8 +44,9 @@ def test_weight_decay_goes_to_weights_and_bn_scales_not_to_biases_or_shifts() ->
 
 @pytest.mark.parametrize("name", ["sgd", "nag"])
 def test_sgd_and_nag_take_momentum_and_weight_decay(name: str) -> None:
-    opt = build_optimizer(tiny(), hp_with(optimizer=name, momentum=0.8, weight_decay=0.05,
-                                          learning_rate=0.2))
+    opt = build_optimizer(
+        tiny(), hp_with(optimizer=name, momentum=0.8, weight_decay=0.05, learning_rate=0.2)
+    )
     assert isinstance(opt, torch.optim.SGD)
     decay, no_decay = opt.param_groups
     assert (decay["lr"], decay["momentum"], decay["weight_decay"]) == (0.2, 0.8, 0.05)
@@ -52,20 +55,32 @@ def test_sgd_and_nag_take_momentum_and_weight_decay(name: str) -> None:
 
 
 def test_adam_takes_betas_and_eps_and_ignores_momentum_and_weight_decay() -> None:
-    opt = build_optimizer(tiny(), hp_with(optimizer="adam", beta_1=0.8, beta_2=0.95, eps=1e-6,
-                                          momentum=0.5, weight_decay=0.1))
+    opt = build_optimizer(
+        tiny(),
+        hp_with(
+            optimizer="adam", beta_1=0.8, beta_2=0.95, eps=1e-6, momentum=0.5, weight_decay=0.1
+        ),
+    )
     assert isinstance(opt, torch.optim.Adam)
     for group in opt.param_groups:
         assert (group["betas"], group["eps"], group["weight_decay"]) == ((0.8, 0.95), 1e-6, 0.0)
 
 
 def test_rmsprop_takes_gamma_and_eps_and_ignores_momentum_and_weight_decay() -> None:
-    opt = build_optimizer(tiny(), hp_with(optimizer="rmsprop", gamma=0.7, eps=1e-5,
-                                          momentum=0.5, weight_decay=0.1, beta_1=0.1))
+    opt = build_optimizer(
+        tiny(),
+        hp_with(
+            optimizer="rmsprop", gamma=0.7, eps=1e-5, momentum=0.5, weight_decay=0.1, beta_1=0.1
+        ),
+    )
     assert isinstance(opt, torch.optim.RMSprop)
     for group in opt.param_groups:
         assert (group["alpha"], group["eps"], group["weight_decay"], group["momentum"]) == (
-            0.7, 1e-5, 0.0, 0)
+            0.7,
+            1e-5,
+            0.0,
+            0,
+        )
 
 
 def test_epoch_size_is_mxnets_samples_over_batch_over_workers() -> None:

@@ -20,7 +20,10 @@ def test_float32_never_autocasts() -> None:
     for device in (CPU, torch.device("cuda")):
         precision = resolve_precision("float32", device)
         assert (precision.autocast_dtype, precision.grad_scaling, precision.notice) == (
-            None, False, None)
+            None,
+            False,
+            None,
+        )
 
 
 def test_float16_on_cuda_is_fp16_autocast_with_grad_scaling() -> None:
@@ -32,7 +35,10 @@ def test_float16_on_cuda_is_fp16_autocast_with_grad_scaling() -> None:
 def test_float16_on_a_cpu_with_native_bf16_is_bf16_autocast() -> None:
     precision = resolve_precision("float16", CPU, cpu_bf16=True)
     assert (precision.autocast_dtype, precision.grad_scaling, precision.notice) == (
-        torch.bfloat16, False, None)
+        torch.bfloat16,
+        False,
+        None,
+    )
     with precision.autocast():
         out = torch.nn.Linear(4, 2)(torch.ones(1, 4))
     assert out.dtype == torch.bfloat16
@@ -52,7 +58,8 @@ def test_native_bf16_detection_reads_the_cpu_flags() -> None:
     assert native_bf16(set(), "AMX")
     assert not native_bf16({"avx2", "fma"}, "AVX2")
     assert cpu_has_native_bf16() == native_bf16(
-        cpu_flags(), torch.backends.cpu.get_cpu_capability())
+        cpu_flags(), torch.backends.cpu.get_cpu_capability()
+    )
     assert cpu_capability().startswith(torch.backends.cpu.get_cpu_capability())
 
 
