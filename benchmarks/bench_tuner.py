@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import random
@@ -144,8 +145,20 @@ def overhead(trials: int) -> None:
     )
 
 
+def _at_least(value: float, target: float) -> bool:
+    return bool(value >= target - 1e-9)
+
+
 def _reaches(row: dict[str, Any], target: float) -> bool:
-    return bool(row["best"] >= target - 1e-9)
+    return _at_least(row["best"], target)
+
+
+@functools.cache
+def _quickstart_pruner() -> Any:
+    """The quickstart's pruner section, with the schema's defaults for what it leaves out."""
+    from tuner.schema import PrunerSection
+
+    return PrunerSection.model_validate(yaml.safe_load(QUICKSTART.read_text())["pruner"])
 
 
 def _epochs_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:
@@ -182,8 +195,8 @@ def _asha_replay_epochs(
     saving from TPE's."""
     import numpy as np
 
-    pruner = yaml.safe_load(QUICKSTART.read_text())["pruner"]
-    grace, factor = int(pruner.get("grace_period", 1)), float(pruner.get("reduction_factor", 3))
+    pruner = _quickstart_pruner()
+    grace, factor = pruner.grace_period, pruner.reduction_factor
     max_t = max(row["epochs"] for row in pool)
     # Ray's milestones grace * factor**k below max_t, each met at the first epoch >= it
     rungs = sorted({math.ceil(grace * factor**k) for k in range(64) if grace * factor**k < max_t})
@@ -204,7 +217,7 @@ def _asha_replay_epochs(
                     stop = rung
                     break
             spent += stop
-            if max(row["history"][:stop]) >= target - 1e-9:
+            if _at_least(max(row["history"][:stop]), target):
                 costs.append(spent)
                 break
     return statistics.mean(costs) if len(costs) == orders else None
