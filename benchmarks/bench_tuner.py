@@ -7,6 +7,8 @@
    without pruning (a pool of fully trained random trials); per seed, the epochs each needs (trials
    in start order, all of a trial's epochs counted) until a trial reaches the best validation
    accuracy both reach. Target: TPE + ASHA needs <= 1/3 of the epochs random search needs.
+   A seed seeds the sampler only: every trial trains with the quickstart's seed, so both arms
+   search the same objective (one configuration scores the same in either).
    Beside it, random search with ASHA replayed on the pool's learning curves: ASHA's share alone.
 
     .venv/bin/python -m benchmarks.bench_tuner                  # both parts, 3 seeds
@@ -45,8 +47,11 @@ def _space(mapping: dict[str, Any], base_dir: Path) -> Any:
 
 
 def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
+    """The quickstart's mapping with `changes` merged over its sections. The study keeps the
+    quickstart's seed, which also seeds every trial's training, so all studies built here train
+    the same way and differ only in what their sampler picks."""
     mapping = copy.deepcopy(yaml.safe_load(QUICKSTART.read_text()))
-    mapping["study"] = {"name": name, "directory": str(study_dir), "seed": changes.pop("seed", 0)}
+    mapping["study"] = {"name": name, "directory": str(study_dir), "seed": _training_seed()}
     mapping["data"]["path"] = str((QUICKSTART.parent / mapping["data"]["path"]).resolve())
     mapping["tracking"] = {"enabled": False}
     for section, values in changes.items():
@@ -102,8 +107,7 @@ def _overhead_study(trials: int) -> tuple[float, list[float], float]:
         mapping = _quickstart(
             Path(tmp),
             "overhead",
-            seed=0,
-            sampler={"name": "random"},
+            sampler={"name": "random", "seed": 0},
             pruner={"name": "none"},
             limits={"max_trials": trials, "max_parallel": 1},
         )
@@ -151,6 +155,12 @@ def _at_least(value: float, target: float) -> bool:
 
 def _reaches(row: dict[str, Any], target: float) -> bool:
     return _at_least(row["best"], target)
+
+
+@functools.cache
+def _training_seed() -> int:
+    """The quickstart's study seed: the seed every trial trains with."""
+    return int(yaml.safe_load(QUICKSTART.read_text()).get("study", {}).get("seed", 0))
 
 
 @functools.cache
@@ -225,7 +235,9 @@ def _asha_replay_epochs(
 
 def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
     """One study on the quickstart space: `tpe+asha` (its sampler and pruner) or `random`
-    (random sampler, no pruning)."""
+    (random sampler, no pruning), `seed` seeding the sampler. Every study trains its trials with
+    the same seed, so both arms search one objective (a configuration scores the same in
+    either) and a seed changes only the search."""
     from tuner.study import run_study
 
     sampler, pruner = ("tpe", "asha") if label == "tpe+asha" else ("random", "none")
@@ -233,8 +245,7 @@ def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
         mapping = _quickstart(
             Path(tmp),
             label.replace("+", "-"),
-            seed=seed,
-            sampler={"name": sampler},
+            sampler={"name": sampler, "seed": seed},
             pruner={"name": pruner},
             limits={"max_trials": trials, "max_parallel": 2},
         )
@@ -250,14 +261,17 @@ def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
     return rows
 
 
-def efficiency(seeds: int, trials: int, pool_trials: int, record: Path) -> None:
+def efficiency(
+    seeds: int, trials: int, pool_trials: int, record: Path, retrain_seeds: int = 4
+) -> None:
     """Part 2: epochs TPE + ASHA vs random without pruning need to reach the same accuracy.
 
     Random search: one pool of `pool_trials` fully trained random trials, its cost to reach a
     target taken as the expectation over every order of the pool. TPE + ASHA: `seeds` studies of
     `trials` trials. Per seed, the target is the lower of the two bests. Each study's trials are
     appended to `record` (JSON lines) as soon as it ends, and studies already there are reused,
-    so a stopped run loses at most one study and more seeds can be added later."""
+    so a stopped run loses at most one study and more seeds can be added later. Last, the pool's
+    best configuration is trained again with `retrain_seeds` other seeds, to show the noise."""
     done = _read_record(record)
     if done:
         print(f"reusing {len(done)} studies recorded in {record}")
@@ -266,19 +280,98 @@ def efficiency(seeds: int, trials: int, pool_trials: int, record: Path) -> None:
     for seed in range(seeds):
         if ("tpe+asha", seed) not in done:
             _append(record, "tpe+asha", seed, _run_arm("tpe+asha", seed, trials))
+    _retrain_pool_best(record, retrain_seeds)
     summarize_efficiency(_read_record(record))
 
 
-def _append(record: Path, label: str, seed: int, rows: list[dict[str, Any]]) -> None:
+def _retrain(config: dict[str, Any], seed: int) -> list[float]:
+    """Validation accuracy per epoch of the quickstart trained with `config` and `seed`."""
+    import torch
+
+    from trainer.data import DataConfig
+    from trainer.hyperparameters import parse_hyperparameters
+    from trainer.loop import fit
+
+    torch.set_num_threads(1)
+    quickstart = yaml.safe_load(QUICKSTART.read_text())
+    hp = parse_hyperparameters({**quickstart["fixed"], **config})
+    data = DataConfig(
+        root=(QUICKSTART.parent / quickstart["data"]["path"]).resolve(),
+        content_type=quickstart["data"]["content_type"],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        result = fit(hp, data, tmp, seed=seed, log=lambda line: None)
+    return [epoch["validation:accuracy"] for epoch in result.history]
+
+
+def _retrain_pool_best(record: Path, seeds: int) -> None:
+    """Train the pool's best configuration again with training seeds 1..`seeds`, two at a time,
+    and record each run: how far one configuration's accuracy moves with the seed alone, which
+    is the scale below which the two arms' bests cannot be told apart."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    studies = _read_record(record)
+    config = max(studies[("random", 0)], key=lambda r: r["best"])["config"]
+    todo = [
+        seed
+        for seed in range(_training_seed() + 1, _training_seed() + 1 + seeds)
+        if studies.get(("retrain", seed), [{}])[0].get("config") != config
+    ]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        for seed, history in zip(todo, pool.map(_retrain, [config] * len(todo), todo), strict=True):
+            row = {"epochs": len(history), "history": history, "best": max(history)}
+            _append(record, "retrain", seed, [{**row, "config": config}], training_seed=seed)
+
+
+def _print_retrained(pool: list[dict[str, Any]], retrained: list[dict[str, Any]]) -> None:
+    best = max(pool, key=lambda r: r["best"])
+    bests = [r["best"] for r in retrained if r["config"] == best["config"]]
+    if not bests:
+        return
+    every = [best["best"], *bests]
+    print(
+        f"the pool's best configuration trained with {len(every)} seeds (the quickstart's and "
+        f"{len(bests)} more): best validation:accuracy {', '.join(f'{b:.4f}' for b in every)}; "
+        f"mean {statistics.mean(every):.4f}, standard deviation {statistics.stdev(every):.4f}: "
+        "the seed alone moves one configuration's best this much"
+    )
+
+
+def _append(
+    record: Path,
+    label: str,
+    seed: int,
+    rows: list[dict[str, Any]],
+    training_seed: int | None = None,
+) -> None:
+    training_seed = _training_seed() if training_seed is None else training_seed
+    line = {"arm": label, "seed": seed, "training_seed": training_seed, "trials": rows}
     with record.open("a") as out:
-        out.write(json.dumps({"arm": label, "seed": seed, "trials": rows}) + "\n")
+        out.write(json.dumps(line) + "\n")
 
 
 def _read_record(record: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The studies in `record` that trained with the quickstart's seed, by (arm, seed), and the
+    retrained configurations (`retrain`, training seed). Studies recorded without a
+    `training_seed` trained with their own seed (the benchmark's first protocol); those with
+    another seed searched another objective and are left out."""
     if not record.is_file():
         return {}
     studies = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
-    return {(study["arm"], study["seed"]): study["trials"] for study in studies}
+    kept = {
+        (study["arm"], study["seed"]): study["trials"]
+        for study in studies
+        if study["arm"] == "retrain"
+        or study.get("training_seed", study["seed"]) == _training_seed()
+    }
+    if len(kept) < len(studies):
+        print(
+            f"leaving out {len(studies) - len(kept)} studies in {record} that trained with "
+            f"another seed than the quickstart's ({_training_seed()})"
+        )
+    return kept
 
 
 def summarize_efficiency(studies: dict[tuple[str, int], list[dict[str, Any]]]) -> None:
@@ -315,8 +408,9 @@ def summarize_efficiency(studies: dict[tuple[str, int], list[dict[str, Any]]]) -
             f"{statistics.median(ratios):.2f}   [target <= 0.33]"
         )
         _fixed_targets(
-            pool, [rows for (arm, _), rows in sorted(studies.items()) if arm != "random"]
+            pool, [rows for (arm, _), rows in sorted(studies.items()) if arm == "tpe+asha"]
         )
+    _print_retrained(pool, [rows[0] for (arm, _), rows in studies.items() if arm == "retrain"])
 
 
 def _fixed_targets(pool: list[dict[str, Any]], seeds: list[list[dict[str, Any]]]) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
+
+import pytest
 
 from benchmarks.bench_tuner import (
+    _append,
     _asha_replay_epochs,
     _epochs_to_reach,
     _expected_random_epochs,
+    _print_retrained,
+    _read_record,
+    _training_seed,
 )
 
 
@@ -43,3 +51,52 @@ def test_asha_replay_stops_trials_behind_at_a_rung_and_saves_epochs() -> None:
     assert replayed is not None and expected == 9 * 17 / 2
     # the replay draws from 3 copies of the pool, so without stopping it would cost 9 * 49 / 4
     assert replayed < 0.8 * expected
+
+
+def test_the_record_keeps_only_studies_that_trained_with_the_quickstarts_seed(
+    tmp_path: Path,
+) -> None:
+    record = tmp_path / "efficiency.jsonl"
+    trials = [_row([0.3, 0.4])]
+    quickstart_seed = _training_seed()
+    other = quickstart_seed + 1
+    # the first protocol wrote no training seed: each study trained with its own seed
+    lines = [
+        {"arm": "random", "seed": quickstart_seed, "trials": trials},
+        {"arm": "tpe+asha", "seed": quickstart_seed, "trials": trials},
+        {"arm": "tpe+asha", "seed": other, "trials": trials},
+        {"arm": "tpe+asha", "seed": other + 1, "training_seed": other, "trials": trials},
+    ]
+    record.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    _append(record, "tpe+asha", other + 2, trials)
+    # a configuration retrained with other seeds measures the noise: kept whatever its seed
+    _append(record, "retrain", other, trials, training_seed=other)
+
+    kept = _read_record(record)
+
+    assert sorted(kept) == [
+        ("random", quickstart_seed),
+        ("retrain", other),
+        ("tpe+asha", quickstart_seed),
+        ("tpe+asha", other + 2),
+    ]
+    # a study run now records the quickstart's seed
+    assert json.loads(record.read_text().splitlines()[-2])["training_seed"] == quickstart_seed
+
+
+def test_the_retrained_spread_counts_only_the_pools_best_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    best = {**_row([0.3, 0.5]), "config": {"learning_rate": 0.01}}
+    pool = [best, {**_row([0.2, 0.4]), "config": {"learning_rate": 0.1}}]
+    retrained = [
+        {**_row([0.3, 0.4]), "config": {"learning_rate": 0.01}},
+        {**_row([0.2, 0.45]), "config": {"learning_rate": 0.01}},
+        {**_row([0.9, 0.9]), "config": {"learning_rate": 0.5}},  # another pool's best: ignored
+    ]
+
+    _print_retrained(pool, retrained)
+
+    line = capsys.readouterr().out
+    assert "trained with 3 seeds" in line
+    assert "0.5000, 0.4000, 0.4500; mean 0.4500, standard deviation 0.0500" in line
