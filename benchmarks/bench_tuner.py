@@ -233,7 +233,23 @@ def _asha_replay_epochs(
     return statistics.mean(costs) if len(costs) == orders else None
 
 
-def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
+def _horizon(epochs: int | None) -> dict[str, Any]:
+    """Fixed hyperparameters that train for `epochs` instead of the quickstart's, its learning
+    rate steps moved in proportion (6,8 of 9 -> 18,24 of 27); none for the quickstart's own."""
+    fixed = yaml.safe_load(QUICKSTART.read_text())["fixed"]
+    if epochs is None or epochs == fixed["epochs"]:
+        return {}
+    steps = str(fixed.get("lr_scheduler_step", ""))
+    scaled = [round(int(step) * epochs / fixed["epochs"]) for step in steps.split(",") if step]
+    return {
+        "epochs": epochs,
+        **({"lr_scheduler_step": ",".join(map(str, scaled))} if scaled else {}),
+    }
+
+
+def _run_arm(
+    label: str, seed: int, trials: int, fixed: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One study on the quickstart space: `tpe+asha` (its sampler and pruner) or `random`
     (random sampler, no pruning), `seed` seeding the sampler. Every study trains its trials with
     the same seed, so both arms search one objective (a configuration scores the same in
@@ -246,6 +262,7 @@ def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
             Path(tmp),
             label.replace("+", "-"),
             sampler={"name": sampler, "seed": seed},
+            fixed=fixed or {},
             pruner={"name": pruner},
             limits={"max_trials": trials, "max_parallel": 2},
         )
@@ -262,7 +279,12 @@ def _run_arm(label: str, seed: int, trials: int) -> list[dict[str, Any]]:
 
 
 def efficiency(
-    seeds: int, trials: int, pool_trials: int, record: Path, retrain_seeds: int = 4
+    seeds: int,
+    trials: int,
+    pool_trials: int,
+    record: Path,
+    retrain_seeds: int = 4,
+    fixed: dict[str, Any] | None = None,
 ) -> None:
     """Part 2: epochs TPE + ASHA vs random without pruning need to reach the same accuracy.
 
@@ -276,15 +298,15 @@ def efficiency(
     if done:
         print(f"reusing {len(done)} studies recorded in {record}")
     if ("random", 0) not in done:
-        _append(record, "random", 0, _run_arm("random", 0, pool_trials))
+        _append(record, "random", 0, _run_arm("random", 0, pool_trials, fixed))
     for seed in range(seeds):
         if ("tpe+asha", seed) not in done:
-            _append(record, "tpe+asha", seed, _run_arm("tpe+asha", seed, trials))
-    _retrain_pool_best(record, retrain_seeds)
+            _append(record, "tpe+asha", seed, _run_arm("tpe+asha", seed, trials, fixed))
+    _retrain_pool_best(record, retrain_seeds, fixed or {})
     summarize_efficiency(_read_record(record))
 
 
-def _retrain(config: dict[str, Any], seed: int) -> list[float]:
+def _retrain(config: dict[str, Any], seed: int, fixed: dict[str, Any]) -> list[float]:
     """Validation accuracy per epoch of the quickstart trained with `config` and `seed`."""
     import torch
 
@@ -294,7 +316,7 @@ def _retrain(config: dict[str, Any], seed: int) -> list[float]:
 
     torch.set_num_threads(1)
     quickstart = yaml.safe_load(QUICKSTART.read_text())
-    hp = parse_hyperparameters({**quickstart["fixed"], **config})
+    hp = parse_hyperparameters({**quickstart["fixed"], **fixed, **config})
     data = DataConfig(
         root=(QUICKSTART.parent / quickstart["data"]["path"]).resolve(),
         content_type=quickstart["data"]["content_type"],
@@ -304,7 +326,7 @@ def _retrain(config: dict[str, Any], seed: int) -> list[float]:
     return [epoch["validation:accuracy"] for epoch in result.history]
 
 
-def _retrain_pool_best(record: Path, seeds: int) -> None:
+def _retrain_pool_best(record: Path, seeds: int, fixed: dict[str, Any]) -> None:
     """Train the pool's best configuration again with training seeds 1..`seeds`, two at a time,
     and record each run: how far one configuration's accuracy moves with the seed alone, which
     is the scale below which the two arms' bests cannot be told apart."""
@@ -320,7 +342,9 @@ def _retrain_pool_best(record: Path, seeds: int) -> None:
     ]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=context) as pool:
-        for seed, history in zip(todo, pool.map(_retrain, [config] * len(todo), todo), strict=True):
+        for seed, history in zip(
+            todo, pool.map(_retrain, [config] * len(todo), todo, [fixed] * len(todo)), strict=True
+        ):
             row = {"epochs": len(history), "history": history, "best": max(history)}
             _append(record, "retrain", seed, [{**row, "config": config}], training_seed=seed)
 
@@ -449,10 +473,19 @@ def main() -> None:
     parser.add_argument(
         "--record",
         type=Path,
-        default=ROOT / "benchmarks" / "results" / "efficiency.jsonl",
-        help="studies are appended here and reused when they are already in it",
+        help="studies are appended here and reused when they are already in it (default: "
+        "benchmarks/results/efficiency.jsonl, or efficiency-EPOCHS-epochs.jsonl with --epochs)",
     )
     parser.add_argument("--summarize", action="store_true", help="only summarise --record")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="train every trial this long instead of the quickstart's 9 epochs (its learning "
+        "rate steps move in proportion)",
+    )
+    parser.add_argument(
+        "--retrain", type=int, default=4, help="seeds to retrain the pool's best configuration with"
+    )
     parser.add_argument(
         "--overhead-trials",
         type=int,
@@ -460,6 +493,8 @@ def main() -> None:
         help="trials in the smaller overhead study (12: the quickstart's); the other has twice",
     )
     args = parser.parse_args()
+    name = f"efficiency-{args.epochs}-epochs.jsonl" if _horizon(args.epochs) else "efficiency.jsonl"
+    args.record = args.record or ROOT / "benchmarks" / "results" / name
     if args.summarize:
         summarize_efficiency(_read_record(args.record))
         return
@@ -474,7 +509,14 @@ def main() -> None:
         overhead(args.overhead_trials)
     if args.part in ("efficiency", "both"):
         args.record.parent.mkdir(parents=True, exist_ok=True)
-        efficiency(args.seeds, args.trials, args.pool, args.record)
+        efficiency(
+            args.seeds,
+            args.trials,
+            args.pool,
+            args.record,
+            args.retrain,
+            _horizon(args.epochs),
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from benchmarks.bench_tuner import (
     _asha_replay_epochs,
     _epochs_to_reach,
     _expected_random_epochs,
+    _horizon,
     _print_retrained,
     _read_record,
     _training_seed,
@@ -100,3 +101,9 @@ def test_the_retrained_spread_counts_only_the_pools_best_configuration(
     line = capsys.readouterr().out
     assert "trained with 3 seeds" in line
     assert "0.5000, 0.4000, 0.4500; mean 0.4500, standard deviation 0.0500" in line
+
+
+def test_a_longer_horizon_moves_the_learning_rate_steps_in_proportion() -> None:
+    # the quickstart trains 9 epochs with the rate dropping after epochs 6 and 8
+    assert _horizon(27) == {"epochs": 27, "lr_scheduler_step": "18,24"}
+    assert _horizon(9) == {} and _horizon(None) == {}
