@@ -327,9 +327,9 @@ def _retrain(config: dict[str, Any], seed: int, fixed: dict[str, Any]) -> list[f
 
 
 def _retrain_pool_best(record: Path, seeds: int, fixed: dict[str, Any]) -> None:
-    """Train the pool's best configuration again with training seeds 1..`seeds`, two at a time,
-    and record each run: how far one configuration's accuracy moves with the seed alone, which
-    is the scale below which the two arms' bests cannot be told apart."""
+    """Train the pool's best configuration again with the `seeds` training seeds after the
+    quickstart's, two at a time, and record each run: how far one configuration's accuracy moves
+    with the seed alone, the scale below which the two arms' bests cannot be told apart."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
