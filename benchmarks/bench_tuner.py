@@ -46,11 +46,18 @@ def _space(mapping: dict[str, Any], base_dir: Path) -> Any:
     return space_from_mapping(mapping, text=yaml.safe_dump(mapping), source=None, base_dir=base_dir)
 
 
+@functools.cache
+def _quickstart_yaml() -> dict[str, Any]:
+    """search_spaces/quickstart.yaml as written (callers that change it take a copy)."""
+    mapping: dict[str, Any] = yaml.safe_load(QUICKSTART.read_text())
+    return mapping
+
+
 def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
     """The quickstart's mapping with `changes` merged over its sections. The study keeps the
     quickstart's seed, which also seeds every trial's training, so all studies built here train
     the same way and differ only in what their sampler picks."""
-    mapping = copy.deepcopy(yaml.safe_load(QUICKSTART.read_text()))
+    mapping = copy.deepcopy(_quickstart_yaml())
     mapping["study"] = {"name": name, "directory": str(study_dir), "seed": _training_seed()}
     mapping["data"]["path"] = str((QUICKSTART.parent / mapping["data"]["path"]).resolve())
     mapping["tracking"] = {"enabled": False}
@@ -160,7 +167,7 @@ def _reaches(row: dict[str, Any], target: float) -> bool:
 @functools.cache
 def _training_seed() -> int:
     """The quickstart's study seed: the seed every trial trains with."""
-    return int(yaml.safe_load(QUICKSTART.read_text()).get("study", {}).get("seed", 0))
+    return int(_quickstart_yaml().get("study", {}).get("seed", 0))
 
 
 @functools.cache
@@ -168,7 +175,7 @@ def _quickstart_pruner() -> Any:
     """The quickstart's pruner section, with the schema's defaults for what it leaves out."""
     from tuner.schema import PrunerSection
 
-    return PrunerSection.model_validate(yaml.safe_load(QUICKSTART.read_text())["pruner"])
+    return PrunerSection.model_validate(_quickstart_yaml()["pruner"])
 
 
 def _epochs_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:
@@ -236,7 +243,7 @@ def _asha_replay_epochs(
 def _horizon(epochs: int | None) -> dict[str, Any]:
     """Fixed hyperparameters that train for `epochs` instead of the quickstart's, its learning
     rate steps moved in proportion (6,8 of 9 -> 18,24 of 27); none for the quickstart's own."""
-    fixed = yaml.safe_load(QUICKSTART.read_text())["fixed"]
+    fixed = _quickstart_yaml()["fixed"]
     if epochs is None or epochs == fixed["epochs"]:
         return {}
     steps = str(fixed.get("lr_scheduler_step", ""))
@@ -294,6 +301,7 @@ def efficiency(
     appended to `record` (JSON lines) as soon as it ends, and studies already there are reused,
     so a stopped run loses at most one study and more seeds can be added later. Last, the pool's
     best configuration is trained again with `retrain_seeds` other seeds, to show the noise."""
+    fixed = fixed or {}
     done = _read_record(record)
     if done:
         print(f"reusing {len(done)} studies recorded in {record}")
@@ -302,7 +310,7 @@ def efficiency(
     for seed in range(seeds):
         if ("tpe+asha", seed) not in done:
             _append(record, "tpe+asha", seed, _run_arm("tpe+asha", seed, trials, fixed))
-    _retrain_pool_best(record, retrain_seeds, fixed or {})
+    _retrain_pool_best(record, retrain_seeds, fixed)
     summarize_efficiency(_read_record(record))
 
 
@@ -315,13 +323,12 @@ def _retrain(config: dict[str, Any], seed: int, fixed: dict[str, Any]) -> list[f
     from trainer.loop import fit
 
     torch.set_num_threads(1)
-    quickstart = yaml.safe_load(QUICKSTART.read_text())
-    hp = parse_hyperparameters({**quickstart["fixed"], **fixed, **config})
-    data = DataConfig(
-        root=(QUICKSTART.parent / quickstart["data"]["path"]).resolve(),
-        content_type=quickstart["data"]["content_type"],
-    )
     with tempfile.TemporaryDirectory() as tmp:
+        mapping = _quickstart(Path(tmp), "retrain", fixed=fixed)
+        hp = parse_hyperparameters({**mapping["fixed"], **config})
+        data = DataConfig(
+            root=Path(mapping["data"]["path"]), content_type=mapping["data"]["content_type"]
+        )
         result = fit(hp, data, tmp, seed=seed, log=lambda line: None)
     return [epoch["validation:accuracy"] for epoch in result.history]
 
@@ -493,7 +500,8 @@ def main() -> None:
         help="trials in the smaller overhead study (12: the quickstart's); the other has twice",
     )
     args = parser.parse_args()
-    name = f"efficiency-{args.epochs}-epochs.jsonl" if _horizon(args.epochs) else "efficiency.jsonl"
+    horizon = _horizon(args.epochs)
+    name = f"efficiency-{args.epochs}-epochs.jsonl" if horizon else "efficiency.jsonl"
     args.record = args.record or ROOT / "benchmarks" / "results" / name
     if args.summarize:
         summarize_efficiency(_read_record(args.record))
@@ -515,7 +523,7 @@ def main() -> None:
             args.pool,
             args.record,
             args.retrain,
-            _horizon(args.epochs),
+            horizon,
         )
 
 
