@@ -121,7 +121,7 @@ def main() -> None:
     start = time.perf_counter()
     loaders = build_loaders(hp, DataConfig(args.data), seed=0)
     build_s = time.perf_counter() - start
-    cache = loaders.train.cache
+    cache = loaders.train.cache.dense
     assert isinstance(cache, torch.Tensor), "the benchmark data must fit the decode cache"
     print(
         f"build_loaders (read + decode {loaders.num_train + loaders.num_validation} images "

@@ -38,12 +38,15 @@ class DataConfig:
     `content_type`: `auto | image | recordio | augmented-manifest` (or SageMaker's MIME names).
     `attribute_names`: the manifest keys of the image reference and the label (SageMaker's
     `AttributeNames`). `label_format`: `multi-hot | class-id`, for multi-label manifests.
+    `cache_bytes`: decoded data up to this size is kept in memory, larger channels are streamed
+    (None: `trainer.data.DEFAULT_CACHE_BYTES`; 0: always stream).
     """
 
     root: Path
     content_type: str = "auto"
     attribute_names: tuple[str, str] = ("source-ref", "class")
     label_format: str = "multi-hot"
+    cache_bytes: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -58,6 +61,8 @@ class DataConfig:
                 f"label_format must be one of {', '.join(LABEL_FORMATS)}, "
                 f"but got {self.label_format!r}"
             )
+        if self.cache_bytes is not None and self.cache_bytes < 0:
+            problems.append(f"cache_bytes must be >= 0 (0 streams), but got {self.cache_bytes}")
         names = tuple(self.attribute_names)
         if len(names) != 2 or not all(isinstance(n, str) and n for n in names):
             problems.append(

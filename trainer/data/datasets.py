@@ -6,10 +6,12 @@ manifest) into one form; `DecodedImages` is the torch Dataset that decodes and r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -19,44 +21,76 @@ from trainer.data.lst import read_lst
 from trainer.data.manifest import read_manifest
 from trainer.data.recordio import RecordReader
 from trainer.errors import DataError
+from trainer.notices import notice
 
 __all__ = ["DecodedImages", "FileBytes", "RecordBytes", "Split", "load_split"]
 
 
 class FileBytes:
-    """Image bytes from files."""
+    """Image bytes from files. Paths are kept as one array (not an object per image) with, for
+    error messages, where each was listed (`sources[k]`, line `lines[i]`). A missing or unreadable
+    file is found when it is read, not by a pass over every file before training."""
 
-    def __init__(self, paths: Sequence[Path]) -> None:
-        self.paths = list(paths)
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        sources: Sequence[Path] = (),
+        source_of: Sequence[int] = (),
+        lines: Sequence[int] = (),
+    ) -> None:
+        self.paths = np.array([os.fsencode(p) for p in paths], dtype=bytes)
+        self.sources = list(sources)
+        self.source_of = np.asarray(source_of, dtype=np.int32)
+        self.lines = np.asarray(lines, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def path(self, i: int) -> Path:
+        return Path(os.fsdecode(self.paths[i]))
+
     def name(self, i: int) -> str:
-        return str(self.paths[i])
+        return str(self.path(i))
+
+    def where(self, i: int) -> str:
+        """Where image i was listed (`file, line N`), or its path when not from a list."""
+        if not len(self.lines):
+            return self.name(i)
+        return f"{self.sources[int(self.source_of[i])]}, line {int(self.lines[i])}"
 
     def __call__(self, i: int) -> bytes:
+        path = self.path(i)
         try:
-            return self.paths[i].read_bytes()
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{self.where(i)}: image {path} not found") from None
         except OSError as exc:
-            raise DataError(f"{self.paths[i]}: cannot read the image ({exc})") from None
+            raise DataError(f"{self.where(i)}: cannot read the image {path} ({exc})") from None
 
 
 class RecordBytes:
     """Image bytes from the records of one or more `.rec` files (header and labels stripped)."""
 
     def __init__(self, readers: Sequence[RecordReader]) -> None:
-        self.where = [(r, n) for r in readers for n in range(len(r))]
+        self.readers = list(readers)
+        self.starts = np.cumsum([0] + [len(r) for r in self.readers])
 
     def __len__(self) -> int:
-        return len(self.where)
+        return int(self.starts[-1])
+
+    def _locate(self, i: int) -> tuple[RecordReader, int]:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.readers[k], i - int(self.starts[k])
 
     def name(self, i: int) -> str:
-        reader, n = self.where[i]
+        reader, n = self._locate(i)
         return f"{reader.path}, record {n}"
 
+    where = name
+
     def __call__(self, i: int) -> bytes:
-        reader, n = self.where[i]
+        reader, n = self._locate(i)
         return reader.read_image(n).image
 
 
@@ -73,29 +107,34 @@ class Split:
 
 
 def _label_tensor(
-    rows: Sequence[tuple[float, ...]], wheres: Sequence[str], *, num_classes: int, multi_label: bool
+    rows: Sequence[tuple[float, ...]],
+    where: Callable[[int], str],
+    *,
+    num_classes: int,
+    multi_label: bool,
 ) -> torch.Tensor:
-    """Check every row's labels against num_classes and stack them; errors name the row."""
+    """Check every row's labels against num_classes and stack them; errors name the row
+    (`where(i)`)."""
     if multi_label:
-        for row, where in zip(rows, wheres, strict=True):
+        for i, row in enumerate(rows):
             if len(row) != num_classes:
                 raise DataError(
-                    f"{where}: {len(row)} label value(s), but multi_label=1 needs one 0/1 value "
+                    f"{where(i)}: {len(row)} label value(s), but multi_label=1 needs one 0/1 value "
                     f"per class (num_classes={num_classes})"
                 )
             bad = [v for v in row if v not in (0.0, 1.0)]
             if bad:
-                raise DataError(f"{where}: multi-hot labels must be 0 or 1, got {bad[0]:g}")
+                raise DataError(f"{where(i)}: multi-hot labels must be 0 or 1, got {bad[0]:g}")
         return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), num_classes)
-    for row, where in zip(rows, wheres, strict=True):
+    for i, row in enumerate(rows):
         if len(row) != 1:
             raise DataError(
-                f"{where}: {len(row)} label values, but multi_label=0 needs exactly one "
+                f"{where(i)}: {len(row)} label values, but multi_label=0 needs exactly one "
                 "(set multi_label=1 for multi-hot rows)"
             )
         if not row[0].is_integer() or not 0 <= row[0] < num_classes:
             raise DataError(
-                f"{where}: label {row[0]:g} is outside [0, num_classes={num_classes}) "
+                f"{where(i)}: label {row[0]:g} is outside [0, num_classes={num_classes}) "
                 "(classes are numbered 0, 1, ... num_classes-1)"
             )
     return torch.tensor([int(r[0]) for r in rows], dtype=torch.int64)
@@ -118,35 +157,35 @@ def _image_split(root: Path, channel: str, num_classes: int, multi_label: bool) 
             f"{channel}/ and {channel}_lst/)"
         )
     lists = _one(root / f"{channel}_lst", "*.lst", f"the .lst of the {channel} images")
-    paths: list[Path] = []
+    paths: list[str] = []
     rows: list[tuple[float, ...]] = []
-    wheres: list[str] = []
-    for lst in lists:
+    source_of: list[int] = []
+    lines: list[int] = []
+    for k, lst in enumerate(lists):
         for entry in read_lst(lst):
-            path = images / entry.path
-            where = f"{lst}, line {entry.line}"
-            if not path.is_file():
-                raise DataError(f"{where}: image {entry.path!r} not found (looked for {path})")
-            paths.append(path)
+            paths.append(os.path.join(images, entry.path))
             rows.append(entry.labels)
-            wheres.append(where)
-    labels = _label_tensor(rows, wheres, num_classes=num_classes, multi_label=multi_label)
-    return Split(channel, FileBytes(paths), labels)
+            source_of.append(k)
+            lines.append(entry.line)
+    source = FileBytes(paths, sources=lists, source_of=source_of, lines=lines)
+    labels = _label_tensor(rows, source.where, num_classes=num_classes, multi_label=multi_label)
+    return Split(channel, source, labels)
 
 
 def _recordio_split(root: Path, channel: str, num_classes: int, multi_label: bool) -> Split:
     readers = []
     for rec in _one(root / channel, "*.rec", f"the RecordIO content type needs {channel}/*.rec"):
         idx = rec.with_suffix(".idx")
+        if not idx.is_file():
+            notice(
+                f"{rec} has no .idx beside it: reading the whole file once to find its records "
+                f"(`tune pack` or im2rec write one)"
+            )
         readers.append(RecordReader(rec, idx if idx.is_file() else None))
-    rows: list[tuple[float, ...]] = []
-    wheres: list[str] = []
-    for reader in readers:
-        for n in range(len(reader)):
-            rows.append(reader.read_image(n).labels)
-            wheres.append(f"{reader.path}, record {n}")
-    labels = _label_tensor(rows, wheres, num_classes=num_classes, multi_label=multi_label)
-    return Split(channel, RecordBytes(readers), labels)
+    source = RecordBytes(readers)
+    rows = [reader.read_labels(n) for reader in readers for n in range(len(reader))]
+    labels = _label_tensor(rows, source.name, num_classes=num_classes, multi_label=multi_label)
+    return Split(channel, source, labels)
 
 
 def _manifest_split(data: DataConfig, channel: str, num_classes: int, multi_label: bool) -> Split:
@@ -163,14 +202,16 @@ def _manifest_split(data: DataConfig, channel: str, num_classes: int, multi_labe
         label_format=data.label_format,
         num_classes=num_classes,
     )
-    wheres = [f"{path}, line {e.line}" for e in entries]
-    for entry, where in zip(entries, wheres, strict=True):
-        if not entry.path.is_file():
-            raise DataError(f"{where}: image {entry.path} not found")
-    labels = _label_tensor(
-        [e.labels for e in entries], wheres, num_classes=num_classes, multi_label=multi_label
+    source = FileBytes(
+        [e.path for e in entries],
+        sources=[path],
+        source_of=[0] * len(entries),
+        lines=[e.line for e in entries],
     )
-    return Split(channel, FileBytes([e.path for e in entries]), labels)
+    labels = _label_tensor(
+        [e.labels for e in entries], source.where, num_classes=num_classes, multi_label=multi_label
+    )
+    return Split(channel, source, labels)
 
 
 def load_split(

@@ -7,7 +7,6 @@ formats they do not read fall back to Pillow. `probe` reads only the header (siz
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 from trainer.errors import DataError
+from trainer.notices import notice
 
 __all__ = ["decode", "probe", "resize_shorter", "resized_size"]
 
@@ -60,11 +60,9 @@ def decode(data: bytes, channels: int, *, name: str) -> torch.Tensor:
         global _reported_grey
         if not _reported_grey:
             _reported_grey = True
-            warnings.warn(
+            notice(
                 f"{name}: greyscale image converted to 3 channels because image_shape has 3 "
-                "(further conversions are not reported)",
-                UserWarning,
-                stacklevel=2,
+                "(further conversions are not reported)"
             )
         return img[:1].expand(3, -1, -1).contiguous()
     if img.shape[0] == 4 and channels == 3:

@@ -1,7 +1,10 @@
 """`build_loaders`: the train and validation batches the training loop consumes.
 
-Images are decoded once. When the decoded (resized) data set fits `cache_bytes` it is kept in
-memory as uint8 and later epochs only crop/augment; otherwise DataLoader workers decode each epoch.
+When the decoded (resized) data set fits `cache_bytes` it is decoded once, by every core, into one
+uint8 buffer (`ImageStore`) and later epochs only crop/augment; otherwise DataLoader workers decode
+each epoch's batches as they are needed (memory bounded by the prefetch queue), checking each
+image's size as it is decoded rather than in a pass over every image first. Workers hand over
+whole packed batches (see `trainer.data.decoding`), so no file descriptor is held per image.
 Either way augmentation runs on whole uint8 batches in the calling process, and every random
 choice comes from a generator seeded with (seed, epoch), so the batches do not depend on the
 number of workers.
@@ -10,65 +13,48 @@ number of workers.
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from trainer.data.config import DataConfig, detect_content_type
 from trainer.data.datasets import DecodedImages, Split, load_split
+from trainer.data.decoding import (
+    BatchDecoder,
+    DecodeStats,
+    ImageStore,
+    decode_all,
+    unpack,
+    usable_cores,
+    worker_batches,
+)
 from trainer.data.images import probe, resized_size
 from trainer.data.transforms import AUGMENTATIONS, Augmentation, augment_batch
 from trainer.errors import DataError
 from trainer.hyperparameters import Hyperparameters
+from trainer.notices import notice
 
 __all__ = ["DEFAULT_CACHE_BYTES", "EpochLoader", "Loaders", "build_loaders", "loader_settings"]
 
 DEFAULT_CACHE_BYTES = 4 << 30
 _PROBE = 64  # images probed to estimate the decoded size of a data set
-_FAR = 0.1  # num_training_samples more than this fraction off the real count gets a warning
+_FAR = 0.1  # num_training_samples more than this fraction off the real count gets a notice
+_STALL_SECONDS = 600.0  # no batch from a live worker for this long: the run ends with an error
 
 
 def loader_settings(device: torch.device) -> dict[str, object]:
-    """DataLoader settings for this machine: one worker per spare core (at most 8), pinned memory
-    for CUDA, a deeper prefetch queue. Workers are not persistent: this path is only taken for
-    data sets too large to cache, whose epochs dwarf a worker start, and a persistent loader here
-    took 5 s to shut down (torch 2.14)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(8, max(0, (cores or 1) - 1))
+    """DataLoader settings for streamed epochs: one worker per spare core (at most 8; the calling
+    process trains), pinned memory for CUDA, two batches queued per worker, and a generous
+    `timeout` so that a stalled worker ends the run instead of hanging it. Workers are not
+    persistent: this path is only taken for data sets too large to cache, whose epochs dwarf a
+    worker start, and a persistent loader here took 5 s to shut down (torch 2.14)."""
+    workers = min(8, max(0, usable_cores() - 1))
     settings: dict[str, object] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
     if workers:
-        settings.update(prefetch_factor=4)
+        settings.update(prefetch_factor=2, timeout=_STALL_SECONDS)
     return settings
-
-
-class _Checked(Dataset[tuple[int, torch.Tensor | str]]):
-    """Decoded images, with a data problem returned as its message (raised by the caller), so
-    that a worker's error reaches the user as one clear `DataError` and not a worker traceback."""
-
-    def __init__(self, images: DecodedImages) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | str]:
-        try:
-            return i, self.images[i]
-        except DataError as exc:
-            return i, str(exc)
-
-
-def _collate(items: list[tuple[int, torch.Tensor | str]]) -> list[torch.Tensor]:
-    out = []
-    for _, item in items:
-        if isinstance(item, str):
-            raise DataError(item)
-        out.append(item)
-    return out
 
 
 @dataclass
@@ -83,12 +69,11 @@ class EpochLoader:
     shuffle: bool
     seed: int
     device: torch.device
-    cache: torch.Tensor | list[torch.Tensor] | None = None
+    cache: ImageStore | None = None
     dataset: DecodedImages | None = None
     settings: dict[str, object] = field(default_factory=dict)
     shard: tuple[int, int] = (0, 1)
     epoch: int = 0
-    _loader: DataLoader[tuple[int, torch.Tensor | str]] | None = field(default=None, repr=False)
     _order: list[list[int]] = field(default_factory=list, repr=False)  # read by `_Order`
 
     def _count(self) -> int:
@@ -117,21 +102,18 @@ class EpochLoader:
         chunks = order.split(self.batch_size)
         if self.cache is not None:
             for idx in chunks:
-                if isinstance(self.cache, torch.Tensor):
-                    yield self.cache.index_select(0, idx)
-                else:
-                    yield [self.cache[i] for i in idx.tolist()]
+                yield self.cache.take(idx)
             return
         assert self.dataset is not None
-        if self._loader is None:
-            self._loader = DataLoader(
-                _Checked(self.dataset),
-                batch_sampler=_Order(self),
-                collate_fn=_collate,
-                **self.settings,  # type: ignore[arg-type]
-            )
         self._order = [c.tolist() for c in chunks]
-        yield from self._loader
+        loader = DataLoader(
+            BatchDecoder(self.dataset),
+            sampler=_Order(self),  # type: ignore[arg-type]
+            batch_size=None,
+            **self.settings,  # type: ignore[arg-type]
+        )
+        for pixels, shapes in worker_batches(loader):
+            yield unpack(pixels, shapes)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = self._generator()
@@ -168,6 +150,9 @@ class Loaders:
     validation: EpochLoader
     class_counts: torch.Tensor
     content_type: str
+    decoded: dict[str, DecodeStats] = field(default_factory=dict)
+    estimated_bytes: dict[str, int] = field(default_factory=dict)
+    cache_bytes: int = DEFAULT_CACHE_BYTES
 
     @property
     def num_train(self) -> int:
@@ -182,6 +167,31 @@ class Loaders:
         self.train.epoch = epoch
         self.validation.epoch = epoch
 
+    def describe(self) -> list[str]:
+        """What was found, one line per channel: images, classes, cached (with what decoding
+        cost) or streamed (with how many worker processes)."""
+        lines = [f"data: {self.content_type}"]
+        for channel, loader in (("train", self.train), ("validation", self.validation)):
+            labels = loader.labels
+            classes = int((labels.sum(0) > 0).sum()) if labels.dim() == 2 else len(labels.unique())
+            head = f"  {channel}: {len(labels):,} images, {classes} classes, "
+            if loader.cache is not None:
+                stats = self.decoded[channel]
+                lines.append(
+                    head + f"cached in memory ({stats.nbytes / 2**20:,.0f} MiB, decoded in "
+                    f"{stats.seconds:.1f} s at {stats.images / max(stats.seconds, 1e-9):,.0f} "
+                    f"img/s by {stats.processes} process{'es' if stats.processes > 1 else ''})"
+                )
+            else:
+                workers = int(loader.settings.get("num_workers", 0))  # type: ignore[call-overload]
+                lines.append(
+                    head + f"streamed (about {self.estimated_bytes[channel] / 2**20:,.0f} MiB "
+                    f"decoded, over the {self.cache_bytes / 2**20:,.0f} MiB cache; "
+                    f"decoded each epoch by {workers or 'the main'} "
+                    f"{'worker process' + ('es' if workers > 1 else '') if workers else 'process'})"
+                )
+        return lines
+
 
 def _estimate_bytes(split: Split, channels: int, resize: int | None) -> int:
     step = max(1, len(split) // _PROBE)
@@ -194,38 +204,13 @@ def _estimate_bytes(split: Split, channels: int, resize: int | None) -> int:
     return total * len(split) // max(1, len(sample))
 
 
-def _decode_all(images: DecodedImages, settings: dict[str, object]) -> torch.Tensor | list:
-    # Starting worker processes costs more than decoding a small set here (~40k JPEGs/s/core).
-    workers = int(settings.get("num_workers", 0)) if len(images) > 4096 else 0  # type: ignore[call-overload]
-    loader = DataLoader(_Checked(images), batch_size=256, collate_fn=_collate, num_workers=workers)
-    decoded = [im for batch in loader for im in batch]
-    if all(im.shape == decoded[0].shape for im in decoded):
-        return torch.stack(decoded)
-    return decoded
-
-
-def _check_sizes(images: DecodedImages) -> None:
-    """Header-only pass: every image must be at least the crop after resize."""
-    source = images.split.source
-    height, width = images.min_size
-    for i in range(len(source)):
-        w, h, _ = probe(source(i), name=source.name(i))
-        w, h = resized_size(w, h, images.resize)
-        if h < height or w < width:
-            raise DataError(
-                f"{source.name(i)}: image is {w}x{h} (width x height) after resize, smaller than "
-                f"image_shape's {width}x{height}; images must be at least that large "
-                "(or set resize)"
-            )
-
-
 def build_loaders(
     hp: Hyperparameters,
     data: DataConfig,
     *,
     seed: int,
     device: torch.device | str | None = None,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    cache_bytes: int | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> Loaders:
     """Read both channels of `data`, check them and return their batch iterables.
@@ -234,7 +219,10 @@ def build_loaders(
     in order and only resized + centre-cropped. Images come as uint8 NCHW of `hp.image_shape`,
     labels as int64 `(N,)`, or float32 multi-hot `(N, num_classes)` with `multi_label=1`.
     Raises `DataError` (naming the file and line/record) for anything wrong that can be found
-    before training; warns when `num_training_samples` is far from the real count.
+    without decoding every image (a streamed image is checked in the epoch that first reads it);
+    a `Notice` when `num_training_samples` is far from the real count.
+    `cache_bytes` (default: `data.cache_bytes`, else 4 GiB) is the memory for decoded images;
+    a channel that does not fit what is left of it is streamed.
     `shard=(rank, world_size)` gives each data-parallel worker its part of every train epoch
     (same number of batches on every rank); validation stays whole on every rank.
     """
@@ -254,16 +242,18 @@ def build_loaders(
     }
     train_split = splits["train"]
     if abs(hp.num_training_samples - len(train_split)) > _FAR * len(train_split):
-        warnings.warn(
+        notice(
             f"num_training_samples={hp.num_training_samples} but the train channel holds "
-            f"{len(train_split)} images; the learning-rate schedule uses num_training_samples",
-            UserWarning,
-            stacklevel=2,
+            f"{len(train_split)} images; the learning-rate schedule uses num_training_samples"
         )
     settings = loader_settings(device)
     shape = (hp.height, hp.width)
+    if cache_bytes is None:
+        cache_bytes = DEFAULT_CACHE_BYTES if data.cache_bytes is None else data.cache_bytes
     budget = cache_bytes
     loaders = {}
+    stats: dict[str, DecodeStats] = {}
+    sizes: dict[str, int] = {}
     for channel, split in splits.items():
         images = DecodedImages(split, channels=hp.channels, resize=hp.resize, min_size=shape)
         size = _estimate_bytes(split, hp.channels, hp.resize)
@@ -280,11 +270,15 @@ def build_loaders(
         )
         if size <= budget:
             budget -= size
-            loader.cache = _decode_all(images, settings)
+            loader.cache, stats[channel] = decode_all(
+                images, workers=usable_cores(), expected_bytes=size, channel=channel
+            )
         else:
-            _check_sizes(images)
             loader.dataset, loader.settings = images, settings
+        sizes[channel] = size
         loaders[channel] = loader
     labels = train_split.labels
     counts = labels.sum(0).long() if multi else torch.bincount(labels, minlength=hp.num_classes)
-    return Loaders(loaders["train"], loaders["validation"], counts, content_type)
+    return Loaders(
+        loaders["train"], loaders["validation"], counts, content_type, stats, sizes, cache_bytes
+    )

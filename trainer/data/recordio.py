@@ -182,92 +182,188 @@ def read_index(idx_path: str | Path) -> list[tuple[int, int]]:
 class RecordReader:
     """Random access to the records of a `.rec` file by byte offset.
 
-    `offsets` walks the file once, checking every record's framing, and raises `DataError` naming
-    the file, the record number and byte offset of a bad magic or a record cut short. With an
-    `.idx`, its offsets must be those records' offsets. The reader holds no open file, so it can
-    be sent to DataLoader worker processes.
+    With an `.idx` the offsets are taken from it and nothing else is read up front but the last
+    record's header, which must end the file (an index of another or a since-changed file fails
+    this, naming the `.idx`); each record's framing is then checked when it is read. Without an
+    `.idx` the file is walked once, checking every record's framing. Either way a problem is a
+    `DataError` naming the file, the record number and its byte offset. The reader holds no open
+    file when pickled, so it can be sent to DataLoader worker processes; each process opens the
+    file once and reads with `pread`.
     """
 
     def __init__(self, rec_path: str | Path, idx_path: str | Path | None = None) -> None:
         self.path = Path(rec_path)
         self.idx_path = Path(idx_path) if idx_path is not None else None
-        self.offsets = self._scan()
-        if self.idx_path is not None:
+        try:
+            self.size = self.path.stat().st_size
+        except OSError as exc:
+            raise DataError(f"cannot read RecordIO file {self.path}: {exc}") from None
+        self._fd: int | None = None
+        self._pid = 0
+        if self.idx_path is None:
+            self.offsets = np.asarray(self._scan(), dtype=np.int64)
+        else:
+            self.offsets = np.asarray([o for _, o in read_index(self.idx_path)], dtype=np.int64)
             self._check_index()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_fd": None, "_pid": 0}
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            assert self._fd is not None
+            os.close(self._fd)
+
+    def _pread(self, length: int, offset: int) -> bytes:
+        if self._fd is None or self._pid != os.getpid():
+            try:
+                self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+            except OSError as exc:
+                raise DataError(f"cannot read RecordIO file {self.path}: {exc}") from None
+        return os.pread(self._fd, length, offset)
 
     def _scan(self) -> list[int]:
         offsets: list[int] = []
-        try:
-            size = self.path.stat().st_size
-            f = self.path.open("rb")
-        except OSError as exc:
-            raise DataError(f"cannot read RecordIO file {self.path}: {exc}") from None
-        with f:
-            pos = 0
-            in_record = False
-            while pos < size:
-                head = f.read(8)
-                where = f"{self.path}, record {len(offsets) - in_record} at byte {pos}"
-                if len(head) < 8:
-                    raise DataError(f"{where}: file ends inside a record header (truncated)")
-                magic, lrec = _LREC.unpack(head)
-                if magic != MAGIC:
-                    raise DataError(
-                        f"{where}: bad magic 0x{magic:08x} (a RecordIO record starts with "
-                        f"0x{MAGIC:08x}); the file is corrupt or not MXNet RecordIO"
-                    )
-                cflag, length = lrec >> 29, lrec & _MAX_LEN
-                if cflag in (0, 1):
-                    if in_record:
-                        raise DataError(f"{where}: a new record starts inside a split record")
-                    offsets.append(pos)
-                elif not in_record:
-                    raise DataError(f"{where}: continuation part (flag {cflag}) without a start")
-                in_record = cflag in (1, 2)
-                pos += 8 + length + (-length % 4)
-                if pos > size:
-                    raise DataError(
-                        f"{where}: the record says {length} bytes but the file ends after "
-                        f"{size - (pos - length - (-length % 4))} (truncated)"
-                    )
-                f.seek(pos)
-            if in_record:
-                raise DataError(f"{self.path}: the last record is cut short (truncated)")
+        size = self.size
+        pos = 0
+        in_record = False
+        while pos < size:
+            head = self._pread(8, pos)
+            where = f"{self.path}, record {len(offsets) - in_record} at byte {pos}"
+            if len(head) < 8:
+                raise DataError(f"{where}: file ends inside a record header (truncated)")
+            magic, lrec = _LREC.unpack(head)
+            if magic != MAGIC:
+                raise DataError(
+                    f"{where}: bad magic 0x{magic:08x} (a RecordIO record starts with "
+                    f"0x{MAGIC:08x}); the file is corrupt or not MXNet RecordIO"
+                )
+            cflag, length = lrec >> 29, lrec & _MAX_LEN
+            if cflag in (0, 1):
+                if in_record:
+                    raise DataError(f"{where}: a new record starts inside a split record")
+                offsets.append(pos)
+            elif not in_record:
+                raise DataError(f"{where}: continuation part (flag {cflag}) without a start")
+            in_record = cflag in (1, 2)
+            pos += 8 + length + (-length % 4)
+            if pos > size:
+                raise DataError(
+                    f"{where}: the record says {length} bytes but the file ends after "
+                    f"{size - (pos - length - (-length % 4))} (truncated)"
+                )
+        if in_record:
+            raise DataError(f"{self.path}: the last record is cut short (truncated)")
         return offsets
 
+    def _stale(self, number: int, problem: str) -> DataError:
+        return DataError(
+            f"{self.idx_path}, line {number + 1}: {problem}; the .idx does not match "
+            f"{self.path} (rebuild it, or delete it to read the .rec without an index)"
+        )
+
     def _check_index(self) -> None:
-        assert self.idx_path is not None
-        index = read_index(self.idx_path)
-        if len(index) != len(self.offsets):
-            raise DataError(
-                f"{self.idx_path} lists {len(index)} records but {self.path} holds "
-                f"{len(self.offsets)}: the .idx does not belong to this .rec (rebuild it)"
+        """O(1) checks that the index belongs to the file: increasing offsets inside it, and the
+        last record ending exactly where the file does."""
+        offsets = self.offsets
+        if len(offsets) == 0:
+            if self.size:
+                raise self._stale(0, f"the index is empty but {self.path} is not")
+            return
+        if offsets[0] != 0:
+            raise self._stale(0, f"the first record is at byte {offsets[0]}, not 0")
+        steps = np.diff(offsets)
+        if (steps <= 0).any():
+            bad = int(np.argmax(steps <= 0)) + 1
+            raise self._stale(bad, f"offset {offsets[bad]} does not follow {offsets[bad - 1]}")
+        last = len(offsets) - 1
+        if offsets[last] >= self.size:
+            raise self._stale(
+                last, f"offset {offsets[last]} is past the end of the file ({self.size} bytes)"
             )
-        for number, ((key, offset), real) in enumerate(zip(index, self.offsets, strict=True)):
-            if offset != real:
-                raise DataError(
-                    f"{self.idx_path}, line {number + 1} (key {key}): offset {offset} is not where "
-                    f"record {number} of {self.path} starts ({real}); the .idx does not match"
+        end = self._record_end(last)
+        if end != self.size:
+            raise DataError(
+                f"{self.idx_path} lists {len(offsets)} records, but in {self.path} the last of "
+                f"them ends at byte {end} of {self.size}: the .idx does not belong to this .rec "
+                "(rebuild it, or delete it to read the .rec without an index)"
+                if end < self.size
+                else f"{self.path}, record {last} at byte {offsets[last]}: the record says it "
+                f"ends at byte {end} but the file has {self.size} (truncated)"
+            )
+
+    def _part(self, number: int, pos: int) -> tuple[int, int]:
+        """(cflag, length) of the record part at `pos`, checking its magic."""
+        head = self._pread(8, pos)
+        where = f"{self.path}, record {number} at byte {pos}"
+        if len(head) < 8:
+            raise DataError(f"{where}: file ends inside a record header (truncated)")
+        magic, lrec = _LREC.unpack(head)
+        if magic != MAGIC:
+            hint = " or not MXNet RecordIO"
+            if self.idx_path is not None and pos == self.offsets[number]:
+                hint = (
+                    f", or {self.idx_path}, line {number + 1} gives the wrong offset (rebuild the "
+                    ".idx, or delete it to read the .rec without an index)"
                 )
+            raise DataError(
+                f"{where}: bad magic 0x{magic:08x} (a RecordIO record starts with "
+                f"0x{MAGIC:08x}); the file is corrupt{hint}"
+            )
+        return lrec >> 29, lrec & _MAX_LEN
+
+    def _record_end(self, number: int) -> int:
+        pos = int(self.offsets[number])
+        while True:
+            cflag, length = self._part(number, pos)
+            pos += 8 + length + (-length % 4)
+            if cflag in (0, 3) or pos >= self.size:
+                return pos
 
     def __len__(self) -> int:
         return len(self.offsets)
 
     def read(self, number: int) -> bytes:
         """The payload of record `number` (0-based, in file order)."""
-        offset = self.offsets[number]
+        pos = int(self.offsets[number])
         out = bytearray()
-        with self.path.open("rb") as f:
-            f.seek(offset)
-            while True:
-                magic, lrec = _LREC.unpack(f.read(8))
-                cflag, length = lrec >> 29, lrec & _MAX_LEN
-                out += f.read(length + (-length % 4))[:length]
-                if cflag in (0, 3):
-                    return bytes(out)
-                out += _MAGIC_BYTES
+        first = True
+        while True:
+            cflag, length = self._part(number, pos)
+            if first and cflag not in (0, 1):
+                problem = f"offset {pos} is a continuation part (flag {cflag}), not a record start"
+                if self.idx_path is not None:
+                    raise self._stale(number, problem)
+                raise DataError(f"{self.path}, record {number}: {problem}")
+            data = self._pread(length, pos + 8)
+            if len(data) < length:
+                raise DataError(
+                    f"{self.path}, record {number} at byte {pos}: the record says {length} bytes "
+                    f"but the file ends after {len(data)} (truncated)"
+                )
+            out += data
+            pos += 8 + length + (-length % 4)
+            if cflag in (0, 3):
+                return bytes(out)
+            out += _MAGIC_BYTES
+            first = False
 
     def read_image(self, number: int) -> ImageRecord:
         """Record `number` as an image record (header, labels, encoded image)."""
         where = f"{self.path}, record {number} at byte {self.offsets[number]}"
         return unpack_image_record(self.read(number), where=where)
+
+    def read_labels(self, number: int) -> tuple[float, ...]:
+        """Record `number`'s label(s) from its image header alone (one small read, not the
+        image), with the same framing checks as `read`."""
+        pos = int(self.offsets[number])
+        cflag, length = self._part(number, pos)
+        if cflag not in (0, 1):
+            return self.read_image(number).labels  # raises the start-of-record problem
+        head = self._pread(min(length, _HEADER.size), pos + 8)
+        flag = _HEADER.unpack_from(head)[0] if len(head) == _HEADER.size else 0
+        need = _HEADER.size + 4 * flag
+        if cflag != 0 or len(head) < _HEADER.size or need > length:
+            return self.read_image(number).labels  # split or odd records: the full path
+        where = f"{self.path}, record {number} at byte {pos}"
+        return unpack_image_record(self._pread(need, pos + 8), where=where).labels

@@ -125,6 +125,14 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
     help="With --workers > 1: the Ray cluster to run them on (e.g. HEAD_IP:6379 after `ray start "
     "--head`); default: a local Ray. DATA and OUTPUT must then be paths every node can reach.",
 )
+@click.option(
+    "--cache-mib",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Memory for decoded images, in MiB: a channel that fits is decoded once and kept; a "
+    "larger one is decoded again each epoch by worker processes, with bounded memory. "
+    "0 always streams. [default: 4096]",
+)
 def command(
     data_dir: Path,
     output_dir: Path,
@@ -137,6 +145,7 @@ def command(
     experiment: str,
     workers: int,
     address: str | None,
+    cache_mib: int | None,
 ) -> None:
     """Parse and check everything, then train (see the help text above)."""
     from trainer.data import DataConfig
@@ -144,7 +153,8 @@ def command(
     from trainer.loop import fit
 
     hp = parse_hyperparameters(hyperparameters_from(hp_file, pairs))
-    data = DataConfig(data_dir, content_type=content_type)
+    cache = None if cache_mib is None else cache_mib << 20
+    data = DataConfig(data_dir, content_type=content_type, cache_bytes=cache)
     if workers > 1:
         result = _train_on_ray(hp, data, output_dir, workers=workers, address=address, seed=seed)
     else:

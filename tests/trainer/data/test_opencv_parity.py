@@ -25,7 +25,7 @@ def real(assets: Path) -> torch.Tensor:
     hp = parse_hyperparameters(
         {"num_classes": 10, "num_training_samples": 300, "image_shape": "3,32,32", "num_layers": 20}
     )
-    cache = build_loaders(hp, DataConfig(assets / "cifar10"), seed=0).train.cache
+    cache = build_loaders(hp, DataConfig(assets / "cifar10"), seed=0).train.cache.dense
     assert isinstance(cache, torch.Tensor)
     return cache
 

@@ -28,7 +28,7 @@ def real(assets: Path) -> torch.Tensor:
     hp = parse_hyperparameters(
         {"num_classes": 10, "num_training_samples": 300, "image_shape": "3,32,32", "num_layers": 20}
     )
-    cache = build_loaders(hp, DataConfig(assets / "cifar10"), seed=0).train.cache
+    cache = build_loaders(hp, DataConfig(assets / "cifar10"), seed=0).train.cache.dense
     assert isinstance(cache, torch.Tensor)
     return cache
 
@@ -176,7 +176,7 @@ def test_validation_is_only_resized_and_centre_cropped(assets: Path) -> None:
         }
     )
     loaders = build_loaders(hp, DataConfig(assets / "cifar10"), seed=0)
-    cache = loaders.validation.cache
+    cache = loaders.validation.cache.dense
     assert isinstance(cache, torch.Tensor) and cache.shape[2:] == (34, 34)
     for epoch in (0, 1):
         loaders.set_epoch(epoch)
