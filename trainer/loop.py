@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,8 +34,10 @@ from trainer.errors import HyperparameterError
 from trainer.hyperparameters import Hyperparameters
 from trainer.metrics import MetricTotals
 from trainer.models import build_model
+from trainer.notices import notices_to
 from trainer.optim import build_optimizer, build_scheduler, current_learning_rate
-from trainer.precision import Precision, resolve_device, resolve_precision
+from trainer.precision import Precision, cpu_capability, resolve_device, resolve_precision
+from trainer.progress import Progress
 
 __all__ = [
     "STATE_FILE",
@@ -162,8 +164,10 @@ def train_one_epoch(
     totals: MetricTotals,
     *,
     channels_last: bool = True,
+    progress: Progress | None = None,
 ) -> int:
-    """One pass over `batches` (one scheduler step per batch); returns the images seen."""
+    """One pass over `batches` (one scheduler step per batch); returns the images seen.
+    `progress.update` is told of each batch (it reads no device value unless it draws)."""
     model.train()
     device = precision.device
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -181,6 +185,8 @@ def train_one_epoch(
         scheduler.step()
         totals.update(logits, labels, loss)
         seen += labels.shape[0]
+        if progress is not None:
+            progress.update(labels.shape[0])
     return seen
 
 
@@ -229,6 +235,45 @@ def _loaders(hp: Hyperparameters, data: Any, seed: int, device: torch.device) ->
 
     # Under DDP each worker takes its share of every epoch, so the lr schedule's epoch length holds.
     return build_loaders(hp, data, seed=seed, device=device, shard=_world())
+
+
+def _start_block(loaders: TrainingData, precision: Precision, hp: Hyperparameters) -> list[str]:
+    """What was found and what will run, printed once before the first epoch."""
+    describe = getattr(loaders, "describe", None)
+    lines = describe() if callable(describe) else []
+    device = precision.device
+    if device.type == "cpu":
+        where = f"cpu ({cpu_capability()})"
+    else:
+        where = f"{device} ({torch.cuda.get_device_name(device)})"
+    lines.append(
+        f"device: {where}, precision: {precision.name}, threads: {torch.get_num_threads()}, "
+        f"model: ResNet-{hp.num_layers} at {hp.image_shape}, batch {hp.mini_batch_size}"
+    )
+    return lines
+
+
+def _epoch_progress(
+    loaders: TrainingData,
+    totals: MetricTotals,
+    epoch: int,
+    epochs: int,
+    rank: int,
+    log: Callable[[str], None],
+) -> Progress | None:
+    """A progress bar or periodic line for one training epoch (rank 0 only)."""
+    if rank != 0:
+        return None
+    train = loaders.train
+    return Progress(
+        loaders.num_train // _world()[1],
+        f"epoch {epoch}/{epochs}",
+        log=log,
+        steps=len(train) if isinstance(train, Sized) else None,
+        status=lambda: " ".join(
+            f"{k}={v:.4f}" for k, v in totals.compute("train").items() if "top_k" not in k
+        ),
+    )
 
 
 def _incremental_weights(
@@ -294,16 +339,20 @@ def fit(
     precision = resolve_precision(hp.precision_dtype, device)
     rank, world_size = _world()
     if precision.notice:
-        log(precision.notice)
+        log(f"notice: {precision.notice}")
     if hp.kv_store and world_size == 1:
-        log(f"kv_store={hp.kv_store} has no effect on single-machine training")
+        log(f"notice: kv_store={hp.kv_store} has no effect on single-machine training")
     if hp.top_k and hp.multi_label:
-        log("top_k is not reported with multi_label=1 (top-k accuracy needs a single label)")
+        log("notice: top_k is not reported with multi_label=1 (top-k accuracy needs one label)")
     torch.manual_seed(seed)
     if device.type == "cuda":  # same seed, same model: deterministic cuDNN algorithms
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    loaders = _loaders(hp, data, seed, device)
+    with notices_to(log):
+        loaders = _loaders(hp, data, seed, device)
+    if rank == 0:
+        for line in _start_block(loaders, precision, hp):
+            log(line)
     initial = _incremental_weights(hp, data, log)
     model = build_model(hp)
     if initial is not None:
@@ -344,6 +393,7 @@ def fit(
             learning_rate = current_learning_rate(optimizer)
             start = time.perf_counter()
             train_totals = MetricTotals(device, multi_label=bool(hp.multi_label), top_k=hp.top_k)
+            progress_bar = _epoch_progress(loaders, train_totals, epoch, hp.epochs, rank, log)
             seen = train_one_epoch(
                 trained,
                 loaders.train,
@@ -354,7 +404,10 @@ def fit(
                 scaler,
                 train_totals,
                 channels_last=channels_last,
+                progress=progress_bar,
             )
+            if progress_bar is not None:
+                progress_bar.close()
             train_metrics = train_totals.compute("train")  # waits for the device
             train_seconds = time.perf_counter() - start
             val_totals = MetricTotals(device, multi_label=bool(hp.multi_label), top_k=hp.top_k)

@@ -9,6 +9,7 @@ import sys
 import click
 
 from trainer.errors import UserError
+from trainer.notices import show_notices_as_lines
 
 __all__ = ["main"]
 
@@ -50,6 +51,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `tune` console script: user errors become one message and exit code 2."""
+    show_notices_as_lines()
     try:
         cli.main(args=argv, standalone_mode=False)
     except UserError as exc:
