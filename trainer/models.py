@@ -1,5 +1,7 @@
-"""The algorithm's networks: CIFAR-style ResNets (20/32/44/56/110) and ImageNet ResNets
-(18/34/50/101/152/200), built from torchvision's `BasicBlock` / `Bottleneck` / `ResNet`.
+"""The algorithm's networks: CIFAR-style ResNets (20/32/44/56/110), pre-activation as in the
+seed's MXNet `symbols/resnet.py`, and ImageNet ResNets (18/34/50/101/152/200), built from
+torchvision's `BasicBlock` / `Bottleneck` / `ResNet` so that torchvision's ImageNet weights load
+into them.
 
 Every model takes NCHW images on the 0..255 scale (uint8 or float) and normalises them in its
 first module, so the training loop, `Predictor` and exported models all feed raw pixels.
@@ -28,14 +30,16 @@ __all__ = [
     "IMAGENET_RESNETS",
     "PRETRAINED_ENV",
     "PRETRAINED_FILES",
+    "CifarResNet",
     "ImageClassifier",
+    "PreActBlock",
     "build_model",
     "pretrained_weights_path",
 ]
 
 Block = type[BasicBlock] | type[Bottleneck]
 
-# depth -> (block, blocks per stage); the CIFAR ones have 3 stages of 16/32/64 filters.
+# depth -> (block, blocks per stage)
 IMAGENET_RESNETS: dict[int, tuple[Block, tuple[int, ...]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
@@ -44,9 +48,8 @@ IMAGENET_RESNETS: dict[int, tuple[Block, tuple[int, ...]]] = {
     152: (Bottleneck, (3, 8, 36, 3)),
     200: (Bottleneck, (3, 24, 36, 3)),
 }
-CIFAR_RESNETS: dict[int, tuple[Block, tuple[int, ...]]] = {
-    depth: (BasicBlock, ((depth - 2) // 6,) * 3) for depth in (20, 32, 44, 56, 110)
-}
+# depth -> pre-activation units per stage (3 stages)
+CIFAR_RESNETS: dict[int, int] = {depth: (depth - 2) // 6 for depth in (20, 32, 44, 56, 110)}
 CIFAR_WIDTHS = (16, 32, 64)
 
 # torchvision's file names for its ImageNet weights (as saved in the torch hub cache); ResNet-200
@@ -102,45 +105,76 @@ class ImageClassifier(nn.Module):
         return self.net(self.normalize(x))  # type: ignore[no-any-return]
 
 
-class CifarResNet(nn.Module):
-    """The ResNet paper's CIFAR network: 3x3 conv, three stages of 16/32/64 filters, pooling, FC."""
+# MXNet's BatchNorm settings in the seed's symbols/resnet.py (its momentum 0.9 keeps 0.9 of the
+# running value, which is torch's momentum 0.1).
+_BN_EPS = 2e-5
 
-    def __init__(self, block: Block, layers: tuple[int, ...], channels: int, num_classes: int):
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=0.1)
+
+
+class PreActBlock(nn.Module):
+    """MXNet's `residual_unit` without bottleneck ("Identity Mappings in Deep Residual Networks"):
+    BN-ReLU-conv3x3-BN-ReLU-conv3x3, added to the input, or to a 1x1 convolution of the first
+    activation when the unit changes width or stride (as the first unit of every stage does)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int, project: bool) -> None:
         super().__init__()
-        self.inplanes = CIFAR_WIDTHS[0]
-        self.conv1 = nn.Conv2d(channels, self.inplanes, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.bn1 = _bn(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = _bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, CIFAR_WIDTHS[0], layers[0], stride=1)
-        self.layer2 = self._make_layer(block, CIFAR_WIDTHS[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(block, CIFAR_WIDTHS[2], layers[2], stride=2)
-        self.avgpool = GlobalAvgPool()
-        self.fc = nn.Linear(CIFAR_WIDTHS[2] * block.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
+        self.shortcut = (
+            nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False) if project else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
+        act = self.relu(self.bn1(x))
+        out = self.conv2(self.relu(self.bn2(self.conv1(act))))
+        return out + (x if self.shortcut is None else self.shortcut(act))  # type: ignore[no-any-return]
+
+
+class CifarResNet(nn.Module):
+    """The seed's CIFAR network (MXNet `symbols/resnet.py` for images up to 32 pixels): a BatchNorm
+    on the input with its scale fixed at 1, a 3x3 convolution of 16 filters, three stages of
+    pre-activation units of 16/32/64 filters, BN-ReLU, global average pooling, FC. Initialised as
+    MXNet's `fit.py` does: `Xavier(gaussian, in, magnitude=2)`, i.e. He normal over fan-in, for the
+    convolutions and the FC layer; zero biases."""
+
+    def __init__(self, blocks: int, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn_data = _bn(channels)
+        self.bn_data.weight.requires_grad_(False)  # MXNet's fix_gamma=True
+        self.conv0 = nn.Conv2d(channels, CIFAR_WIDTHS[0], 3, padding=1, bias=False)
+        stages: list[nn.Module] = []
+        inplanes = CIFAR_WIDTHS[0]
+        for i, planes in enumerate(CIFAR_WIDTHS):
+            stride = 1 if i == 0 else 2
+            units = [PreActBlock(inplanes, planes, stride, project=True)]
+            units += [PreActBlock(planes, planes, 1, project=False) for _ in range(blocks - 1)]
+            stages.append(nn.Sequential(*units))
+            inplanes = planes
+        self.stages = nn.Sequential(*stages)
+        self.bn1 = _bn(inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.avgpool = GlobalAvgPool()
+        self.fc = nn.Linear(inplanes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.conv0(self.bn_data(x)))
+        x = self.relu(self.bn1(x))
         return self.fc(torch.flatten(self.avgpool(x), 1))  # type: ignore[no-any-return]
 
 
 def _cifar(depth: int, channels: int, num_classes: int) -> nn.Module:
-    block, layers = CIFAR_RESNETS[depth]
-    return CifarResNet(block, layers, channels, num_classes)
+    return CifarResNet(CIFAR_RESNETS[depth], channels, num_classes)
 
 
 def _imagenet(depth: int, channels: int, num_classes: int) -> nn.Module:

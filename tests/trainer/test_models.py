@@ -9,7 +9,14 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, resnet18
 
 from trainer.errors import HyperparameterError
 from trainer.hyperparameters import parse_hyperparameters
-from trainer.models import PRETRAINED_ENV, PRETRAINED_FILES, build_model, pretrained_weights_path
+from trainer.models import (
+    CIFAR_RESNETS,
+    PRETRAINED_ENV,
+    PRETRAINED_FILES,
+    PreActBlock,
+    build_model,
+    pretrained_weights_path,
+)
 
 torch.set_num_threads(2)
 
@@ -31,22 +38,43 @@ def weighted_layers(model: nn.Module) -> int:
     return sum(
         1
         for name, m in model.named_modules()
-        if isinstance(m, nn.Conv2d | nn.Linear) and "downsample" not in name
+        if isinstance(m, nn.Conv2d | nn.Linear)
+        and "downsample" not in name
+        and not name.endswith("shortcut")
     )
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
-def test_cifar_resnet_has_three_stages_of_basic_blocks_and_runs_on_32x32(depth: int) -> None:
+def test_cifar_resnet_is_mxnets_preactivation_network_and_runs_on_32x32(depth: int) -> None:
     model = build_model(hp_for(depth, "3,32,32"))
     net = model.net
-    stages = [net.layer1, net.layer2, net.layer3]
+    stages = list(net.stages)
     assert [len(s) for s in stages] == [(depth - 2) // 6] * 3
-    assert all(isinstance(b, BasicBlock) for s in stages for b in s)
+    assert all(isinstance(b, PreActBlock) for s in stages for b in s)
     assert [s[0].conv1.out_channels for s in stages] == [16, 32, 64]
-    assert not hasattr(net, "layer4")
+    # as in MXNet's symbols/resnet.py: every stage's first unit projects its shortcut (1x1 conv
+    # of the first activation), the others add their input unchanged
+    assert [[b.shortcut is not None for b in s] for s in stages] == [
+        [True] + [False] * ((depth - 2) // 6 - 1)
+    ] * 3
+    assert [s[0].shortcut.stride for s in stages] == [(1, 1), (2, 2), (2, 2)]
+    # the input BatchNorm's scale is fixed at 1 (fix_gamma), its shift learned; MXNet's eps
+    assert not net.bn_data.weight.requires_grad and net.bn_data.bias.requires_grad
+    assert all(m.eps == 2e-5 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
     assert weighted_layers(model) == depth
     out = model.eval()(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
     assert out.shape == (2, 7)
+
+
+def test_cifar_resnet_is_initialised_like_mxnets_xavier_gaussian_in_magnitude_2() -> None:
+    torch.manual_seed(0)
+    net = build_model(hp_for(110, "3,32,32")).net
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    weights = torch.cat([m.weight.flatten() for m in convs[1:] if m.in_channels == 64])
+    expected = (2 / (64 * 9)) ** 0.5  # sqrt(magnitude / fan_in)
+    assert abs(weights.std().item() / expected - 1) < 0.02
+    assert abs(net.fc.weight.std().item() / (2 / 64) ** 0.5 - 1) < 0.25
+    assert not net.fc.bias.any()
 
 
 @pytest.mark.parametrize(
@@ -77,7 +105,8 @@ def test_imagenet_resnet_runs_on_a_tiny_input() -> None:
 @pytest.mark.parametrize(("depth", "channels"), [(20, 1), (20, 4), (18, 1), (50, 4)])
 def test_any_channel_count_from_image_shape(depth: int, channels: int) -> None:
     model = build_model(hp_for(depth, f"{channels},32,32")).eval()
-    assert model.net.conv1.in_channels == channels
+    first = model.net.conv0 if depth in CIFAR_RESNETS else model.net.conv1
+    assert first.in_channels == channels
     x = torch.randint(0, 256, (2, channels, 32, 32), dtype=torch.uint8)
     assert model(x).shape == (2, 7)
 
