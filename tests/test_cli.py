@@ -78,6 +78,33 @@ def test_small_run_writes_the_model_and_says_where(small_data, tmp_path, capsys)
     assert (out_dir / "model.tar.gz").is_file()
 
 
+def test_train_says_what_it_found_and_gives_notices_as_one_line(small_data, tmp_path, capsys):
+    argv = ["train", "--data", str(small_data), "--output", str(tmp_path / "out"), *TINY]
+    code, out, err = run([*argv, "--hp", "num_training_samples=400"], capsys)
+    assert code == 0, err
+    start = out[: out.index("epoch 1/1")]
+    assert "data: image" in start
+    assert re.search(r"train: 40 images, 10 classes, cached in memory \(0 MiB, decoded in", start)
+    assert "validation: 20 images, 10 classes, cached in memory" in start
+    assert re.search(
+        r"device: cpu \(\w+\), precision: float32, threads: \d+, model: ResNet-20", start
+    )
+    lines = (out + err).splitlines()
+    assert (
+        "notice: num_training_samples=400 but the train channel holds 40 images; the "
+        "learning-rate schedule uses num_training_samples" in lines
+    )
+    assert "Warning" not in out + err  # no Python warning format, no source path
+
+
+def test_train_streams_when_the_cache_is_too_small(small_data, tmp_path, capsys) -> None:
+    argv = ["train", "--data", str(small_data), "--output", str(tmp_path / "out"), *TINY]
+    code, out, err = run([*argv, "--cache-mib", "0"], capsys)
+    assert code == 0, err
+    assert re.search(r"train: 40 images, 10 classes, streamed \(about 0 MiB decoded", out)
+    assert re.search(r"^epoch 1/1 train:accuracy=", out, re.M)
+
+
 @pytest.mark.slow
 def test_train_on_the_real_cifar_sample_beats_chance_and_predicts(assets, tmp_path, capsys) -> None:
     hp_file = tmp_path / "hyperparameters.json"

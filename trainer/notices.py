@@ -27,8 +27,10 @@ def notice(text: str) -> None:
 
 def show_notices_as_lines(stream: TextIO | None = None) -> None:
     """Print every later `Notice` as one `notice: text` line on `stream` (default: stderr);
-    other warnings keep Python's format."""
+    other warnings keep Python's format. Calling it again changes nothing."""
     previous = warnings.showwarning
+    if getattr(previous, "prints_notices", False):
+        return
 
     def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
         if issubclass(category, Notice):
@@ -36,6 +38,7 @@ def show_notices_as_lines(stream: TextIO | None = None) -> None:
         else:
             previous(message, category, filename, lineno, file, line)
 
+    show.prints_notices = True  # type: ignore[attr-defined]
     warnings.showwarning = show
 
 
