@@ -7,6 +7,7 @@ decode + random crop + mirror + train + validate):
   to be built; the first batch follows at once);
 - images/s of the first epoch and of the later ones (the trainer's own per-epoch figure);
 - whole-process wall time and peak RSS (the process and its DataLoader workers, sampled);
+- the same with the cache off (`--cache-mib 0`): images decoded by workers every epoch;
 and, in the same run:
 - the model-only loop (same model, batch and precision, images already in memory and cropped, no
   data work at all): later-epoch img/s over it;
@@ -16,7 +17,8 @@ and, in the same run:
 With `--precision float16` on a CPU with native bf16, our float16 run over MXNet's float32 run
 (target >= 1.5).
 
-    python -m benchmarks.bench_scale --data DIR [--epochs 2] [--mxnet-python PATH]
+    python -m benchmarks.bench_scale --data DIR [--epochs 2] [--streamed-epochs 1]
+                                     [--precision float16] [--mxnet-python PATH]
 
 DIR holds `train/*.rec` and `validation/*.rec` (+ `.idx`), e.g. links to
 `../shared/data/mxnet-recordio/cifar10-{train,validation}.{rec,idx}`.
@@ -110,7 +112,9 @@ def _measure(command: list[str], env: dict[str, str] | None = None) -> Run:
     return run
 
 
-def _ours(data: Path, epochs: int, precision: str) -> tuple[Run, list[float]]:
+def _ours(
+    data: Path, epochs: int, precision: str, extra: tuple[str, ...] = ()
+) -> tuple[Run, list[float]]:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as out:
         command = [
             str(Path(sys.executable).with_name("tune")),
@@ -119,6 +123,7 @@ def _ours(data: Path, epochs: int, precision: str) -> tuple[Run, list[float]]:
             str(data),
             "--output",
             out,
+            *extra,
             *[
                 f"--hp={k}={v}"
                 for k, v in {
@@ -209,6 +214,9 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "float16"])
     parser.add_argument("--mxnet-python", type=Path, default=DEFAULT_MXNET_PYTHON)
     parser.add_argument("--model-only-batches", type=int, default=60)
+    parser.add_argument(
+        "--streamed-epochs", type=int, default=1, help="epochs of a streamed run (0: none)"
+    )
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch and the later ones)")
@@ -231,6 +239,17 @@ def main() -> None:
     for _, line in run.lines:
         if line.startswith(("data:", "  train:", "  validation:", "device:")):
             print(f"  | {line}")
+
+    if args.streamed_epochs:
+        streamed, streamed_rates = _ours(
+            args.data, args.streamed_epochs, args.precision, ("--cache-mib", "0")
+        )
+        print(
+            f"ours streamed (--cache-mib 0: decoded every epoch by DataLoader workers): "
+            f"start-up {streamed.first(r'^device: '):.1f} s; epoch 1 {streamed_rates[0]:.0f} "
+            f"img/s ({streamed_rates[0] / rates[0]:.2f}x the cached epoch 1); peak RSS "
+            f"{streamed.peak_rss / 2**20:,.0f} MiB"
+        )
 
     bare = _model_only(args.precision, args.model_only_batches, repeats=3)
     later = statistics.median(rates[1:])
