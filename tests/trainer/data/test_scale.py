@@ -73,6 +73,7 @@ _TRAIN_UNDER_LIMIT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_bytes", [1 << 30, 0], ids=["cached", "streamed"])
 def test_5000_images_train_under_a_256_descriptor_limit(
     big: Path, tmp_path: Path, cache_bytes: int
