@@ -74,7 +74,6 @@ class EpochLoader:
     settings: dict[str, object] = field(default_factory=dict)
     shard: tuple[int, int] = (0, 1)
     epoch: int = 0
-    _order: list[list[int]] = field(default_factory=list, repr=False)  # read by `_Order`
 
     def _count(self) -> int:
         world = self.shard[1]
@@ -105,10 +104,9 @@ class EpochLoader:
                 yield self.cache.take(idx)
             return
         assert self.dataset is not None
-        self._order = [c.tolist() for c in chunks]
         loader = DataLoader(
             BatchDecoder(self.dataset),
-            sampler=_Order(self),  # type: ignore[arg-type]
+            sampler=[c.tolist() for c in chunks],  # type: ignore[arg-type]
             batch_size=None,
             **self.settings,  # type: ignore[arg-type]
         )
@@ -127,19 +125,6 @@ class EpochLoader:
                 batch = batch.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)
             yield batch, labels
-
-
-class _Order:
-    """Batch sampler that replays the epoch's order chosen by its `EpochLoader`."""
-
-    def __init__(self, owner: EpochLoader) -> None:
-        self.owner = owner
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.owner._order)
-
-    def __len__(self) -> int:
-        return len(self.owner)
 
 
 @dataclass
