@@ -3,12 +3,17 @@ of bad input ending in exit code 2 with a clear message and no output directory.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import shlex
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from tuner.cli import main
@@ -278,3 +283,70 @@ def test_model_channel_starts_incremental_training_and_must_match(small_data, tm
     )
     assert code == 2 and "num_classes must match the model in" in err
     assert not (tmp_path / "third").exists()
+
+
+class _Payload:
+    """Unpickled, it runs `touch marker`: what a hostile model.pt would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def write_hostile_archive(path: Path, marker: Path) -> Path:
+    """A model.tar.gz laid out as tune train writes it (matching TINY) whose model.pt is a pickle
+    that would create `marker` if it were ever unpickled without weights_only."""
+    weights = io.BytesIO()
+    torch.save({"conv.weight": _Payload(marker)}, weights)
+    hp = {"num_classes": "10", "num_training_samples": "40", "num_layers": "20"}
+    info = {"num_classes": 10, "image_shape": [3, 32, 32], "num_layers": 20, "checkpoints": []}
+    members = {
+        "model.pt": weights.getvalue(),
+        "hyperparameters.json": json.dumps({**hp, "image_shape": "3,32,32"}).encode(),
+        "model-info.json": json.dumps(info).encode(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return path
+
+
+def test_hostile_archive_payload_is_live(tmp_path) -> None:
+    armed = tmp_path / "armed"
+    archive = write_hostile_archive(tmp_path / "model.tar.gz", armed)
+    with tarfile.open(archive) as tar:
+        torch.load(tar.extractfile("model.pt"), weights_only=False)  # type: ignore[arg-type]
+    assert armed.exists()  # so the refusals below are refusals of a real payload
+
+
+def test_predict_refuses_an_archive_holding_code_in_one_line(assets, tmp_path, capsys) -> None:
+    marker = tmp_path / "marker"
+    archive = write_hostile_archive(tmp_path / "model.tar.gz", marker)
+    image = next((assets / "cifar10" / "validation").glob("*/*.jpg"))
+    code, out, err = run(["predict", "--model", str(archive), str(image)], capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: {archive} member model.pt is refused: it holds code or objects other than "
+        f"tensors ({os.system.__module__}.system), which were not run; a model archive may hold "
+        "only tensors, as tune train writes them"
+    ]
+    assert not marker.exists()
+
+
+def test_incremental_training_refuses_a_model_channel_holding_code(small_data, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    archive = write_hostile_archive(small_data / "model" / "model.tar.gz", marker)
+    out_dir = tmp_path / "out"
+    code, _, err = run(
+        ["train", "--data", str(small_data), "--output", str(out_dir), *TINY], capsys
+    )
+    assert code == 2, err
+    assert f"error: {archive} member model.pt is refused: it holds code" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert not marker.exists()
+    assert not out_dir.exists()

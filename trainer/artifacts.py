@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
+import re
 import tarfile
 import tempfile
 from collections.abc import Mapping
@@ -141,10 +143,22 @@ def _read_archive(path: Path, folder: Path) -> tuple[dict[str, Any], dict[str, A
     return hp, info
 
 
-def _load_weights(file: Path, archive: Path) -> dict[str, torch.Tensor]:
+def _load_weights(folder: Path, member: str, archive: Path) -> dict[str, torch.Tensor]:
+    """The tensors in `member` of the archive extracted into `folder`; a member that holds pickled
+    code or other objects is refused by `weights_only=True` before anything in it runs."""
+    file = folder / member
     if not file.is_file():
-        raise DataError(f"{archive} has no member {file.name}")
-    state: dict[str, torch.Tensor] = torch.load(file, map_location="cpu", weights_only=True)
+        raise DataError(f"{archive} has no member {member}")
+    try:
+        state: dict[str, torch.Tensor] = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        named = f" ({found.group(1)})" if found else ""
+        raise DataError(
+            f"{archive} member {member} is refused: it holds code or objects other than "
+            f"tensors{named}, which were not run; a model archive may hold only tensors, as "
+            "tune train writes them"
+        ) from None
     return state
 
 
@@ -162,7 +176,7 @@ def load_model_archive(
                 f"{path} has no checkpoint of epoch {checkpoint}; it holds "
                 f"{info.get('checkpoints', [])}"
             )
-        state = _load_weights(folder / member, path)
+        state = _load_weights(folder, member, path)
     hp = parse_hyperparameters({**raw_hp, "use_pretrained_model": "0"})
     model = build_model(hp)
     model.load_state_dict(state)
@@ -191,4 +205,4 @@ def load_incremental_weights(model_dir: Path, hp: Hyperparameters) -> dict[str, 
         ]
         if problems:
             raise HyperparameterError(problems)
-        return _load_weights(folder / _WEIGHTS, archives[0])
+        return _load_weights(folder, _WEIGHTS, archives[0])
