@@ -285,6 +285,39 @@ def test_model_channel_starts_incremental_training_and_must_match(small_data, tm
     assert not (tmp_path / "third").exists()
 
 
+def test_predict_answers_for_the_good_images_and_names_each_bad_one(
+    small_data, tmp_path, capsys
+) -> None:
+    out_dir = tmp_path / "out"
+    code, _, err = run(
+        ["train", "--data", str(small_data), "--output", str(out_dir), *TINY], capsys
+    )
+    assert code == 0, err
+    model = str(out_dir / "model.tar.gz")
+    good = first_image(small_data)
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not a jpeg")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:200])
+
+    code, out, err = run(
+        ["predict", "--model", model, str(garbage), str(good), str(truncated)], capsys
+    )
+    assert code == 1, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 1 and sum(rows[0]["prediction"]) == pytest.approx(1, 1e-4)
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: image ") for line in lines), err
+    assert f"image {garbage} cannot be decoded: it is in no format Pillow reads" in lines[0]
+    assert f"image {truncated} cannot be decoded: " in lines[1]
+    assert "Traceback" not in err
+
+    code, out, err = run(["predict", "--model", model, str(garbage), str(truncated)], capsys)
+    assert (code, out, len(err.splitlines())) == (2, "", 2), err
+    code, out, _ = run(["predict", "--help"], capsys)
+    assert "Exit status: 0 when every image was predicted, 1 when some" in " ".join(out.split())
+
+
 class _Payload:
     """Unpickled, it runs `touch marker`: what a hostile model.pt would hold."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -55,25 +54,39 @@ class Predictor:
     def num_classes(self) -> int:
         return self.loaded.num_classes
 
-    def _to_array(self, image: Any, index: int) -> np.ndarray:
+    def prepare(self, image: ImageInput, index: int = 0) -> np.ndarray:
+        """`image` as the model takes it: an HWC uint8 array of `image_shape`, resized without
+        keeping the aspect ratio. A `DataError` names the image by its path, else by `index`."""
+        name = f"image {index}"
         if isinstance(image, str | Path):
-            image = Path(image).read_bytes()
+            name = f"image {image}"
+            try:
+                image = Path(image).read_bytes()
+            except OSError as exc:
+                raise DataError(f"{name} cannot be read: {exc.strerror}") from None
         if isinstance(image, bytes):
             try:
                 image = Image.open(io.BytesIO(image))
                 image.load()
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"image {index} cannot be decoded: {exc}") from None
+            except UnidentifiedImageError:
+                raise DataError(
+                    f"{name} cannot be decoded: it is in no format Pillow reads; a JPEG, PNG or "
+                    "other image file is expected"
+                ) from None
+            except OSError as exc:
+                raise DataError(f"{name} cannot be decoded: {exc}") from None
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim not in (2, 3):
                 raise DataError(
-                    f"image {index} must be an HWC (or HW) uint8 array, but got "
+                    f"{name} must be an HWC (or HW) uint8 array, but got "
                     f"{image.dtype} with shape {image.shape}"
                 )
+            if image.shape == (self.height, self.width, self.channels):
+                return image  # already prepared
             image = Image.fromarray(image)
         if not isinstance(image, Image.Image):
             raise DataError(
-                f"image {index} must be encoded bytes, a file path, a PIL image or an HWC uint8 "
+                f"{name} must be encoded bytes, a file path, a PIL image or an HWC uint8 "
                 f"array, but got {type(image).__name__}"
             )
         if self.mode is not None:
@@ -84,14 +97,15 @@ class Predictor:
             array = array[:, :, None]
         if array.shape[2] != self.channels:
             raise DataError(
-                f"image {index} has {array.shape[2]} channels, the model takes {self.channels}"
+                f"{name} has {array.shape[2]} channels, the model takes {self.channels}"
             )
         return array
 
     @torch.inference_mode()
     def predict(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """Probabilities, shape (len(images), num_classes), float32."""
-        arrays = [self._to_array(image, i) for i, image in enumerate(images)]
+        """Probabilities, shape (len(images), num_classes), float32; the first image that cannot
+        be used raises `DataError` (`prepare` each image first to go on past it)."""
+        arrays = [self.prepare(image, i) for i, image in enumerate(images)]
         out = []
         for start in range(0, len(arrays), self.batch_size):
             batch = torch.from_numpy(np.stack(arrays[start : start + self.batch_size]))
