@@ -7,6 +7,7 @@ so the server is one light process on a laptop.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -79,15 +80,27 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: floa
     raise RuntimeError(f"mlflow server at {url} did not answer /health within {timeout:.0f} s")
 
 
+def _wait_for_group(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether every process of `process`'s group has exited within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        process.poll()  # reap the leader, else it counts as a member
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Stop the server and its workers (its own process group)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
+    """Stop the server and its workers (its own process group) and wait until all have exited:
+    SIGTERM, then SIGKILL to whatever is left after `timeout` seconds."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        if _wait_for_group(process, timeout):
+            return

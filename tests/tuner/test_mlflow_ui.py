@@ -3,10 +3,12 @@ study's runs in the UI of a real `mlflow server` (screenshot in test-artifacts/)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -101,6 +103,81 @@ def test_tune_ui_refuses_a_store_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["ui", str(tmp_path / "nothing-here")])
     assert exit_info.value.code == 2
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """`/proc/PID/stat`'s fields after the command name: state, ppid, pgrp, ...; [] if gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def _nothing_listens_on(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a closed connection's TIME_WAIT must not count, only a listener
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+def test_tune_ui_stopped_by_sigterm_stops_its_server_and_frees_the_port(tmp_path: Path) -> None:
+    database = tmp_path / "mlflow.db"
+    database.touch()  # an empty SQLite store
+    port = free_port()
+    tune = Path(sys.executable).with_name("tune")
+    process = subprocess.Popen(
+        [str(tune), "ui", "--tracking-uri", f"sqlite:///{database}", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while _nothing_listens_on(port):
+            assert process.poll() is None, f"tune ui exited with {process.returncode}"
+            assert time.monotonic() < deadline, "the MLflow UI did not listen within 60 s"
+            time.sleep(0.3)
+        tree = _descendants(process.pid)
+        assert tree, "tune ui started no server process"
+
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=40)
+        deadline = time.monotonic() + 10
+        while any(map(_running, tree)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in tree if _running(pid)], "server processes outlived tune ui"
+        assert _nothing_listens_on(port)
+    finally:
+        for pid in [process.pid, *tree]:
+            if _running(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _chromium() -> str | None:

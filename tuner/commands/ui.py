@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -29,6 +31,15 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
             return str(json.loads(runs_file.read_text())["tracking_uri"])
         return resolve_tracking_uri(None, study_dir)
     return absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+
+
+# The server runs in its own process group (so Ctrl-C at the terminal reaches only `tune ui`):
+# each of these signals must stop it through the `finally` below, or it keeps holding the port.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -58,7 +69,8 @@ def _port_is_free(host: str, port: int) -> bool:
     "--port", default=5000, show_default=True, type=int, help="Port (a free one if it is taken)."
 )
 def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: int) -> None:
-    """Start `mlflow server` on the store, print its URL, serve until Ctrl-C."""
+    """Start `mlflow server` on the store, print its URL, serve until Ctrl-C (or SIGTERM, SIGHUP),
+    then stop the server and its workers."""
     from tuner.mlflow_server import free_port, start_mlflow_server, stop_server, wait_until_healthy
 
     uri = store_of(study_dir, tracking_uri)
@@ -73,11 +85,13 @@ def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: i
         )
     if not _port_is_free(host, port):
         port = free_port(host)
-    process = start_mlflow_server(
-        uri, port=port, artifacts_destination=database.parent / "mlartifacts", host=host
-    )
     url = f"http://{host}:{port}"
+    previous = {signum: signal.signal(signum, _interrupt) for signum in _STOP_SIGNALS}
+    process = None
     try:
+        process = start_mlflow_server(
+            uri, port=port, artifacts_destination=database.parent / "mlartifacts", host=host
+        )
         wait_until_healthy(url, process)
         click.echo(f"MLflow UI for {uri}: {url}  (Ctrl-C stops it)", err=False)
         process.wait()
@@ -86,4 +100,11 @@ def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: i
     except RuntimeError as exc:
         raise UserError(f"the MLflow UI could not start: {exc}") from None
     finally:
-        stop_server(process)
+        for signum in _STOP_SIGNALS:  # a second Ctrl-C must not cut the stop short
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            if process is not None:
+                stop_server(process)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
