@@ -40,7 +40,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import torch
 
 from trainer.hyperparameters import parse_hyperparameters
@@ -68,11 +67,24 @@ class Run:
         return next((t for t, line in self.lines if re.search(pattern, line)), None)
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(root: int) -> int:
+    """Resident bytes of process `root` and all its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        frontier = [pid for pid in children if pid not in tree]
+        tree.update(frontier)
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
+    for pid in tree:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(status.split("VmRSS:")[1].split()[0]) * 1024
     return total
 
 
@@ -88,13 +100,11 @@ def _measure(command: list[str], env: dict[str, str] | None = None) -> Run:
         env={**os.environ, **(env or {})},
         cwd=ROOT,
     )
-    proc = psutil.Process(popen.pid)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            with contextlib.suppress(psutil.Error):
-                run.peak_rss = max(run.peak_rss, _tree_rss(proc))
+            run.peak_rss = max(run.peak_rss, _tree_rss(popen.pid))
             done.wait(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
