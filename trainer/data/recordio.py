@@ -228,17 +228,8 @@ class RecordReader:
         pos = 0
         in_record = False
         while pos < size:
-            head = self._pread(8, pos)
+            cflag, length = self._part(len(offsets) - in_record, pos)
             where = f"{self.path}, record {len(offsets) - in_record} at byte {pos}"
-            if len(head) < 8:
-                raise DataError(f"{where}: file ends inside a record header (truncated)")
-            magic, lrec = _LREC.unpack(head)
-            if magic != MAGIC:
-                raise DataError(
-                    f"{where}: bad magic 0x{magic:08x} (a RecordIO record starts with "
-                    f"0x{MAGIC:08x}); the file is corrupt or not MXNet RecordIO"
-                )
-            cflag, length = lrec >> 29, lrec & _MAX_LEN
             if cflag in (0, 1):
                 if in_record:
                     raise DataError(f"{where}: a new record starts inside a split record")
