@@ -170,7 +170,19 @@ def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
             shutil.rmtree(trial_dir)
 
 
-def _ensure_ray(space: SearchSpace) -> None:
+def _quiet_engines(verbose: bool) -> int:
+    """The engines' log level for this study (INFO with `verbose`, else only errors), applied to
+    Optuna, MLflow (and its alembic migrations); returned for `ray.init`."""
+    level = logging.INFO if verbose else logging.ERROR
+    optuna.logging.set_verbosity(level)
+    import mlflow  # noqa: F401  (it configures its loggers on import; set ours after)
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(level)
+    return level
+
+
+def _ensure_ray(space: SearchSpace, level: int = logging.ERROR) -> None:
     import ray
 
     if not ray.is_initialized():
@@ -178,7 +190,7 @@ def _ensure_ray(space: SearchSpace) -> None:
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=True,
-            logging_level=logging.WARNING,
+            logging_level=level,
         )
     gpus = ray.cluster_resources().get("GPU", 0)
     if space.resources.gpu > gpus:
@@ -299,12 +311,17 @@ def _install(tuner: Any, criteria: CompletionCriteria, callbacks: list[Any]) -> 
 
 
 def run_study(
-    space: SearchSpace, *, resume: bool | None = None, log: Callable[[str], None] = print
+    space: SearchSpace,
+    *,
+    resume: bool | None = None,
+    log: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> StudySummary:
     """Run the study `space` describes, or continue it; returns its summary.
 
     `resume=None` continues a study found in `space.study_dir` and starts one otherwise;
     `resume=True` requires one to continue (`SearchSpaceError` if there is none).
+    `verbose` lets Ray's, Optuna's and MLflow's INFO and WARNING lines through (else only errors).
     """
     from ray.tune import Tuner
     from ray.tune.logger import JsonLoggerCallback
@@ -319,8 +336,7 @@ def run_study(
             f"the study at {study_dir} was started with a different search space; "
             "give this one another study.name (or study.directory), or restore the old YAML"
         )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _ensure_ray(space)
+    _ensure_ray(space, _quiet_engines(verbose))
     pruned = PrunedLog(study_dir)
     if existing:
         log(f"resuming the study at {study_dir}")

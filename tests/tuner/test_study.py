@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -288,6 +289,9 @@ limits: {max_trials: 6, max_parallel: 2}
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming the study" in done.stdout
+    for text in ((tmp_path / "first-run.log").read_text(), done.stdout + done.stderr):
+        chatter = re.search(r"^\S+ \S+\s+(INFO|WARNING)\s.*$", text, re.M)  # engines' log lines
+        assert chatter is None, chatter.group(0)
     board = summarize_study(study_dir).leaderboard
     assert len(board) == 6 and board["trial_id"].is_unique, done.stdout
     assert set(board["status"]) <= {"finished", "pruned"}

@@ -69,12 +69,15 @@ def load_study_definition(
     help="Data directory for a SageMaker JSON (its S3 URIs cannot be used locally).",
 )
 @click.option("--top", default=10, show_default=True, help="Leaderboard rows to print.")
-def command(space_path: Path, resume: bool, data_dir: Path | None, top: int) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Also show Ray's, Optuna's and MLflow's own INFO/WARNING lines."
+)
+def command(space_path: Path, resume: bool, data_dir: Path | None, top: int, verbose: bool) -> None:
     from tuner.results import format_leaderboard
     from tuner.study import is_interrupted, run_study
 
     space = load_study_definition(space_path, data_dir)
-    summary = run_study(space, resume=True if resume else None)
+    summary = run_study(space, resume=True if resume else None, verbose=verbose)
     click.echo("")
     click.echo(format_leaderboard(summary.leaderboard, summary.objective, limit=top))
     study_dir = space.study_dir
