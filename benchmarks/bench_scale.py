@@ -6,7 +6,8 @@ decode + random crop + mirror + train + validate):
 - start-up: process start until the start block is printed (data read and decoded, the model about
   to be built; the first batch follows at once);
 - images/s of the first epoch and of the later ones (the trainer's own per-epoch figure);
-- whole-process wall time and peak RSS (the process and its DataLoader workers, sampled);
+- whole-process wall time and peak RSS (the process and its DataLoader workers, sampled every
+  0.25 s and summed, so pages a forked worker shares with its parent count twice);
 - the same with the cache off (`--cache-mib 0`): images decoded by workers every epoch;
 and, in the same run:
 - the model-only loop (same model, batch and precision, images already in memory and cropped, no
@@ -212,6 +213,11 @@ def _model_only(precision: str, batches: int, repeats: int) -> float:
     return statistics.median(rates[1:])
 
 
+def _accuracies(run: Run, pattern: str) -> list[float]:
+    found = (re.search(pattern, line) for _, line in run.lines if line.startswith(("epoch", "mx")))
+    return [round(float(m.group(1)), 4) for m in found if m and "[" not in m.string]
+
+
 def _ratio(ours: float, theirs: float, target: float) -> str:
     ratio = ours / theirs
     return f"{ratio:.2f}x   [target >= {target}: {'met' if ratio >= target else 'NOT met'}]"
@@ -279,6 +285,9 @@ def main() -> None:
         f"{mx.seconds:.1f} s; peak RSS {mx.peak_rss / 2**20:,.0f} MiB"
     )
     target = 1.5 if args.precision == "float16" and bf16 else 1.0
+    ours_acc = _accuracies(run, r"validation:accuracy=([0-9.]+)")
+    mx_acc = _accuracies(mx, r"^mxnet epoch .*validation_accuracy=([0-9.]+)")
+    print(f"validation:accuracy per epoch (same split): ours {ours_acc}, mxnet {mx_acc}")
     print(f"ours over mxnet, epoch 1: {_ratio(rates[0], mx_rates[0], target)}")
     print(f"ours over mxnet, later epochs: {_ratio(later, mx_later, target)}")
     whole = 1.5 if target == 1.5 else 0.95
