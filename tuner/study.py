@@ -172,9 +172,12 @@ def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
 
 def _quiet_engines(verbose: bool) -> int:
     """The engines' log level for this study (INFO with `verbose`, else only errors), applied to
-    Optuna, MLflow (and its alembic migrations); returned for `ray.init`."""
+    Optuna, MLflow (and its alembic migrations, its artifact progress bar); returned for
+    `ray.init`."""
     level = logging.INFO if verbose else logging.ERROR
     optuna.logging.set_verbosity(level)
+    if not verbose:  # its "Downloading artifacts" bar when the best model is logged
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow  # noqa: F401  (it configures its loggers on import; set ours after)
 
     for name in ("mlflow", "alembic"):

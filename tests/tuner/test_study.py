@@ -292,6 +292,7 @@ limits: {max_trials: 6, max_parallel: 2}
     for text in ((tmp_path / "first-run.log").read_text(), done.stdout + done.stderr):
         chatter = re.search(r"^\S+ \S+\s+(INFO|WARNING)\s.*$", text, re.M)  # engines' log lines
         assert chatter is None, chatter.group(0)
+        assert "Downloading artifacts" not in text  # MLflow's own progress bar
     board = summarize_study(study_dir).leaderboard
     assert len(board) == 6 and board["trial_id"].is_unique, done.stdout
     assert set(board["status"]) <= {"finished", "pruned"}
