@@ -336,3 +336,26 @@ limits: {max_trials: 6, max_parallel: 1, target_value: 0.01}
     assert any(
         "study ended early: validation:accuracy reached the target 0.01" in ln for ln in lines
     )
+
+
+def test_engines_chatter_is_kept_out_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import optuna
+
+    from tuner.study import _quiet_engines
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    try:
+        assert _quiet_engines(verbose=False) == logging.ERROR
+        assert logging.getLogger("mlflow").getEffectiveLevel() == logging.ERROR
+        assert logging.getLogger("mlflow.store.db.utils").getEffectiveLevel() == logging.ERROR
+        assert logging.getLogger("alembic").level == logging.ERROR
+        assert optuna.logging.get_verbosity() == logging.ERROR
+        assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+        assert _quiet_engines(verbose=True) == logging.INFO
+        assert logging.getLogger("mlflow").getEffectiveLevel() == logging.INFO
+    finally:
+        optuna.logging.set_verbosity(logging.WARNING)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
