@@ -36,6 +36,7 @@ from trainer.models import build_model
 __all__ = [
     "ARCHIVE_NAME",
     "LoadedModel",
+    "apply_weights",
     "atomic_torch_save",
     "checkpoint_name",
     "load_incremental_weights",
@@ -179,9 +180,24 @@ def load_model_archive(
         state = _load_weights(folder, member, path)
     hp = parse_hyperparameters({**raw_hp, "use_pretrained_model": "0"})
     model = build_model(hp)
-    model.load_state_dict(state)
+    apply_weights(model, state, path)
     model.to(device).eval()
     return LoadedModel(model, hp, hp.num_classes, hp.image_shape, info)
+
+
+def apply_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], archive: Path) -> None:
+    """Load `state` (read from `archive`) into `model`; weights of another network layout, such
+    as an archive written before the CIFAR ResNets became MXNet's pre-activation network, are a
+    `DataError` saying so rather than torch's list of missing keys."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise DataError(
+            f"the weights in {archive} do not fit this version's network for its hyperparameters "
+            f"({detail[:200]}); it was written by an earlier version of the trainer: train it "
+            "again, or use the version that wrote it"
+        ) from None
 
 
 def load_incremental_weights(model_dir: Path, hp: Hyperparameters) -> dict[str, torch.Tensor]:

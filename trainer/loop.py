@@ -24,6 +24,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from trainer.artifacts import (
     ARCHIVE_NAME,
+    apply_weights,
     atomic_torch_save,
     checkpoint_name,
     load_incremental_weights,
@@ -356,7 +357,7 @@ def fit(
     initial = _incremental_weights(hp, data, log)
     model = build_model(hp)
     if initial is not None:
-        model.load_state_dict(initial)
+        apply_weights(model, initial, Path(data.root) / "model")
     channels_last = _CHANNELS_LAST.get(device.type, False)
     model.to(device)
     if channels_last:

@@ -137,3 +137,19 @@ def test_incremental_training_names_every_mismatch(trained_archive, tmp_path, ma
     (model_dir / "other.tar.gz").write_bytes(b"")
     with pytest.raises(DataError, match="exactly one model.tar.gz"):
         load_incremental_weights(model_dir, make_hp())
+
+
+def test_weights_of_another_network_layout_are_a_clear_error(tmp_path, make_hp) -> None:
+    """An archive written before the CIFAR ResNets became MXNet's pre-activation network holds
+    other parameter names: one DataError saying so, not torch's list of missing keys."""
+    hp = make_hp()
+    old = {"net.conv1.weight": torch.zeros(16, 3, 3, 3), "net.layer1.0.bn1.weight": torch.ones(16)}
+    path = write_model_archive(
+        tmp_path / "model.tar.gz", hp=hp, state_dict=old, checkpoints={}, info={}
+    )
+    with pytest.raises(
+        DataError,
+        match=r"model\.tar\.gz do not fit this version's network .*"
+        r"written by an earlier version",
+    ):
+        load_model_archive(path)
