@@ -277,7 +277,10 @@ limits: {max_trials: 6, max_parallel: 2}
         p.parent.name: (p.stat().st_mtime_ns, (p.parent / "result.json").read_text())
         for p in study_dir.glob("trial_*/outcome.json")
     }
-    assert len(summarize_study(study_dir).leaderboard) < 6
+    at_kill = summarize_study(study_dir).leaderboard
+    # killed with work left: trials not yet started, or one still running (pruning can start all
+    # six before two have finished on a fast machine)
+    assert len(at_kill) < 6 or (at_kill["status"] == "running").any(), at_kill
 
     done = subprocess.run(
         [*tune, "run", str(path), "--resume"],
