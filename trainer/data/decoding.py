@@ -148,14 +148,6 @@ class DecodeStats:
     seconds: float
     processes: int
 
-    def line(self, channel: str) -> str:
-        rate = self.images / max(self.seconds, 1e-9)
-        return (
-            f"{channel}: decoded {self.images:,} images in {self.seconds:.1f} s "
-            f"({rate:,.0f} img/s, {self.processes} process{'es' if self.processes > 1 else ''}), "
-            f"{self.nbytes / 2**20:,.0f} MiB in memory"
-        )
-
 
 def decode_all(
     images: DecodedImages, *, workers: int, expected_bytes: int, channel: str = ""
