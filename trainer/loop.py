@@ -35,7 +35,7 @@ from trainer.errors import HyperparameterError
 from trainer.hyperparameters import Hyperparameters
 from trainer.metrics import MetricTotals
 from trainer.models import build_model
-from trainer.notices import notices_to
+from trainer.notices import notice, notices_to
 from trainer.optim import build_optimizer, build_scheduler, current_learning_rate
 from trainer.precision import Precision, cpu_capability, resolve_device, resolve_precision
 from trainer.progress import Progress
@@ -259,15 +259,16 @@ def _epoch_progress(
     totals: MetricTotals,
     epoch: int,
     epochs: int,
-    rank: int,
+    world: tuple[int, int],
     log: Callable[[str], None],
 ) -> Progress | None:
-    """A progress bar or periodic line for one training epoch (rank 0 only)."""
+    """A progress bar or periodic line for one training epoch (rank 0 of `world` only)."""
+    rank, world_size = world
     if rank != 0:
         return None
     train = loaders.train
     return Progress(
-        loaders.num_train // _world()[1],
+        loaders.num_train // world_size,
         f"epoch {epoch}/{epochs}",
         log=log,
         steps=len(train) if isinstance(train, Sized) else None,
@@ -339,17 +340,17 @@ def fit(
     device = resolve_device(device)
     precision = resolve_precision(hp.precision_dtype, device)
     rank, world_size = _world()
-    if precision.notice:
-        log(f"notice: {precision.notice}")
-    if hp.kv_store and world_size == 1:
-        log(f"notice: kv_store={hp.kv_store} has no effect on single-machine training")
-    if hp.top_k and hp.multi_label:
-        log("notice: top_k is not reported with multi_label=1 (top-k accuracy needs one label)")
     torch.manual_seed(seed)
     if device.type == "cuda":  # same seed, same model: deterministic cuDNN algorithms
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    with notices_to(log):
+    with notices_to(log):  # ours and the data layer's, one `notice: ...` line each
+        if precision.notice:
+            notice(precision.notice)
+        if hp.kv_store and world_size == 1:
+            notice(f"kv_store={hp.kv_store} has no effect on single-machine training")
+        if hp.top_k and hp.multi_label:
+            notice("top_k is not reported with multi_label=1 (top-k accuracy needs one label)")
         loaders = _loaders(hp, data, seed, device)
     if rank == 0:
         for line in _start_block(loaders, precision, hp):
@@ -394,7 +395,9 @@ def fit(
             learning_rate = current_learning_rate(optimizer)
             start = time.perf_counter()
             train_totals = MetricTotals(device, multi_label=bool(hp.multi_label), top_k=hp.top_k)
-            progress_bar = _epoch_progress(loaders, train_totals, epoch, hp.epochs, rank, log)
+            progress_bar = _epoch_progress(
+                loaders, train_totals, epoch, hp.epochs, (rank, world_size), log
+            )
             seen = train_one_epoch(
                 trained,
                 loaders.train,

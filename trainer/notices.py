@@ -25,19 +25,26 @@ def notice(text: str) -> None:
     warnings.warn(text, Notice, stacklevel=2)
 
 
-def show_notices_as_lines(stream: TextIO | None = None) -> None:
-    """Print every later `Notice` as one `notice: text` line on `stream` (default: stderr);
-    other warnings keep Python's format. Calling it again changes nothing."""
+def _routing(emit: Callable[[str], None]) -> Callable[..., None]:
+    """A `warnings.showwarning` that hands each `Notice` to `emit` as `notice: text` and every
+    other warning to the one installed before it."""
     previous = warnings.showwarning
-    if getattr(previous, "prints_notices", False):
-        return
 
     def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
         if issubclass(category, Notice):
-            print(f"notice: {message}", file=stream or sys.stderr, flush=True)
+            emit(f"notice: {message}")
         else:
             previous(message, category, filename, lineno, file, line)
 
+    return show
+
+
+def show_notices_as_lines(stream: TextIO | None = None) -> None:
+    """Print every later `Notice` as one `notice: text` line on `stream` (default: stderr);
+    other warnings keep Python's format. Calling it again changes nothing."""
+    if getattr(warnings.showwarning, "prints_notices", False):
+        return
+    show = _routing(lambda line: print(line, file=stream or sys.stderr, flush=True))
     show.prints_notices = True  # type: ignore[attr-defined]
     warnings.showwarning = show
 
@@ -47,13 +54,6 @@ def notices_to(log: Callable[[str], None]) -> Iterator[None]:
     """Within the block, send each `Notice` to `log` as `notice: text` (e.g. a training run's
     log, which a Ray trial keeps), and other warnings where they would have gone."""
     with warnings.catch_warnings():
-        previous = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-            if issubclass(category, Notice):
-                log(f"notice: {message}")
-            else:
-                previous(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
+        warnings.simplefilter("default", Notice)  # shown once per text even if others are off
+        warnings.showwarning = _routing(log)
         yield
