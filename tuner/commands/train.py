@@ -133,6 +133,14 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
     "larger one is decoded again each epoch by worker processes, with bounded memory. "
     "0 always streams. [default: 4096]",
 )
+@click.option(
+    "--checkpoint-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the training state here after every epoch (as SageMaker's checkpoint_local_path "
+    "does for spot training): the same command run again continues after the last finished "
+    "epoch instead of starting over. Single-process runs only.",
+)
 def command(
     data_dir: Path,
     output_dir: Path,
@@ -146,6 +154,7 @@ def command(
     workers: int,
     address: str | None,
     cache_mib: int | None,
+    checkpoint_dir: Path | None,
 ) -> None:
     """Parse and check everything, then train (see the help text above)."""
     from trainer.data import DataConfig
@@ -155,10 +164,22 @@ def command(
     hp = parse_hyperparameters(hyperparameters_from(hp_file, pairs))
     cache = None if cache_mib is None else cache_mib << 20
     data = DataConfig(data_dir, content_type=content_type, cache_bytes=cache)
+    if workers > 1 and checkpoint_dir is not None:
+        raise click.BadParameter(
+            f"--checkpoint-dir is for single-process runs (--workers 1), not --workers {workers}",
+            param_hint="--checkpoint-dir",
+        )
     if workers > 1:
         result = _train_on_ray(hp, data, output_dir, workers=workers, address=address, seed=seed)
     else:
-        result = fit(hp, data, output_dir, seed=seed, log=lambda line: click.echo(line, err=False))
+        result = fit(
+            hp,
+            data,
+            output_dir,
+            seed=seed,
+            state_dir=checkpoint_dir,
+            log=lambda line: click.echo(line, err=False),
+        )
     metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith(":accuracy"))
     click.echo(f"model written to {result.model_path} (best epoch {result.best_epoch}; {metrics})")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
