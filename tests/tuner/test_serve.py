@@ -523,11 +523,6 @@ def test_tune_serve_names_a_model_or_port_it_cannot_use(
 
     assert "MODEL missing.tar.gz: no such file" in error_of("missing.tar.gz")
     assert "give --tracking-uri or set MLFLOW_TRACKING_URI" in error_of("models:/served@champion")
-    uri = _record_champion(tmp_path, archive, assets)
-    unknown = error_of("models:/nothing@champion", "--tracking-uri", uri)
-    assert "MODEL models:/nothing@champion on sqlite:///" in unknown and "nothing" in unknown
-    no_alias = error_of("models:/served@staging", "--tracking-uri", uri)
-    assert "staging" in no_alias
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -535,3 +530,23 @@ def test_tune_serve_names_a_model_or_port_it_cannot_use(
         with pytest.raises(SystemExit):
             main(["serve", str(archive), "--port", str(port)])
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tune_serve_names_a_registered_model_or_alias_it_cannot_find(
+    tmp_path: Path, archive: Path, assets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuner.cli import main
+
+    uri = _record_champion(tmp_path, archive, assets)
+    capsys.readouterr()
+    for model, named in (
+        ("models:/nothing@champion", "nothing"),
+        ("models:/served@staging", "staging"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", model, "--tracking-uri", uri, "--port", str(_free_port())])
+        assert exited.value.code == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: MODEL {model} on {uri}: ") and named in error, error
+        assert error.count("\n") == 1, error  # one line, no MLflow chatter
