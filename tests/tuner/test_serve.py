@@ -362,7 +362,7 @@ def test_the_batcher_bounds_each_batch_and_splits_the_answers_back() -> None:
         batcher = Batcher(forward, max_batch_size=4, max_delay_s=0.05, max_pending_images=100)
         batcher.start()
         try:
-            requests_ = [[np.float32(i)] * (1 + i % 2) for i in range(6)]  # 9 images in all
+            requests_ = [[np.asarray(float(i))] * (1 + i % 2) for i in range(6)]  # 9 images in all
             return await asyncio.gather(*(batcher.submit(r) for r in requests_))
         finally:
             await batcher.stop()
@@ -494,7 +494,7 @@ def test_mlflow_models_serve_answers_with_the_logged_champion(
     with _server(command, env, log) as process:
         url = f"http://127.0.0.1:{port}"
         _wait_for_ping(url, process, log)
-        payload = {
+        payload: dict[str, Any] = {
             "dataframe_split": {
                 "columns": ["image"],
                 "data": [[base64.b64encode(image).decode()] for image in jpegs[:3]],
