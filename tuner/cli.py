@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "Run (or resume) a tuning study from a search-space YAML or SageMaker JSON."),
     "train": ("train", "Train once with fixed hyperparameters, like one SageMaker training job."),
     "predict": ("predict", "Predict class probabilities for images with a model.tar.gz."),
+    "serve": ("serve", "Serve a model behind SageMaker's endpoint contract (/ping, /invocations)."),
     "results": ("results", "Print a study's leaderboard and write it as CSV."),
     "convert": ("convert", "Write a SageMaker tuning-job JSON as a search-space YAML."),
     "pack": ("pack", "Pack a .lst and its images into MXNet RecordIO (.rec + .idx), like im2rec."),

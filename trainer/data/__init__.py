@@ -18,6 +18,7 @@ from trainer.data.recordio import (
     RecordWriter,
     pack_image_record,
     read_index,
+    split_records,
     unpack_image_record,
 )
 from trainer.data.transforms import AUGMENTATIONS, Augmentation, augment_batch, center_crop_batch
@@ -47,6 +48,7 @@ __all__ = [
     "read_index",
     "read_lst",
     "read_manifest",
+    "split_records",
     "unpack_image_record",
     "write_lst",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "RecordWriter",
     "pack_image_record",
     "read_index",
+    "split_records",
     "unpack_image_record",
 ]
 
@@ -177,6 +178,44 @@ def read_index(idx_path: str | Path) -> list[tuple[int, int]]:
             ) from None
         rows.append((key, offset))
     return rows
+
+
+def split_records(data: bytes, *, where: str = "body") -> list[bytes]:
+    """The payloads of the RecordIO records in `data` (a whole `.rec` or a part of one cut at
+    record boundaries, as SageMaker batch transform's `SplitType=RecordIO` sends them), parts
+    joined as `RecordReader.read` joins them; `where` names the data in errors."""
+    payloads: list[bytes] = []
+    current = bytearray()
+    pos = 0
+    while pos < len(data):
+        at = f"{where}, record {len(payloads)} at byte {pos}"
+        if len(data) - pos < _LREC.size:
+            raise DataError(f"{at}: the data ends inside a record header (truncated)")
+        magic, lrec = _LREC.unpack_from(data, pos)
+        if magic != MAGIC:
+            raise DataError(
+                f"{at}: bad magic 0x{magic:08x} (a RecordIO record starts with 0x{MAGIC:08x}); "
+                "this is not MXNet RecordIO"
+            )
+        cflag, length = lrec >> 29, lrec & _MAX_LEN
+        start = pos + _LREC.size
+        if start + length > len(data):
+            raise DataError(
+                f"{at}: the record says {length} bytes but only {len(data) - start} follow "
+                "(truncated)"
+            )
+        if (cflag in (0, 1)) == bool(current):
+            raise DataError(f"{at}: a record part (flag {cflag}) out of order")
+        current += data[start : start + length]
+        pos = start + length + (-length % 4)
+        if cflag in (0, 3):
+            payloads.append(bytes(current))
+            current.clear()
+        else:
+            current += _MAGIC_BYTES
+    if current:
+        raise DataError(f"{where}: the data ends inside a record split into parts (truncated)")
+    return payloads
 
 
 class RecordReader:

@@ -17,6 +17,7 @@ from trainer.data import (
     pack_image_record,
     read_index,
     read_lst,
+    split_records,
     unpack_image_record,
 )
 from trainer.data.images import decode
@@ -113,6 +114,32 @@ def test_unaligned_magic_is_not_split(tmp_path: Path) -> None:
         writer.write(payload)
     assert len(out.read_bytes()) == 8 + 8
     assert RecordReader(out).read(0) == payload
+
+
+@pytest.mark.parametrize("which", [SINGLE, MULTI], ids=["single", "multi"])
+def test_split_records_of_a_whole_rec_gives_what_the_reader_reads(assets, which) -> None:
+    rec = _rec(assets, which)
+    reader = RecordReader(rec)
+    assert split_records(rec.read_bytes()) == [reader.read(i) for i in range(len(reader))]
+
+
+def test_split_records_joins_parts_and_names_what_is_wrong(tmp_path: Path) -> None:
+    magic = struct.pack("<I", MAGIC)
+    payloads = [b"abcd" + magic + b"efgh" + magic + b"xy", b"one", b""]
+    out = tmp_path / "m.rec"
+    with RecordWriter(out) as writer:
+        for payload in payloads:
+            writer.write(payload)
+    data = out.read_bytes()
+    assert split_records(data) == payloads
+    with pytest.raises(DataError, match="body, record 0 at byte 0: bad magic"):
+        split_records(b"\xff\xd8\xff\xe0 a JPEG, not RecordIO")
+    with pytest.raises(DataError, match="record 0 at byte 0: the record says 4 bytes"):
+        split_records(data[:10])
+    with pytest.raises(DataError, match="inside a record split into parts"):
+        split_records(data[:24])
+    with pytest.raises(DataError, match=r"flag 2\) out of order"):
+        split_records(data[12:])
 
 
 def _corrupt(assets: Path, tmp_path: Path) -> Path:

@@ -1,0 +1,243 @@
+"""The endpoint against `tune predict`: images/s with 8 concurrent clients sending single JPEGs over
+`tune predict`'s batched images/s on the same images and model (target >= 0.8), p50/p99 latency,
+and a bounded load run: errors (target 0) and the server's RSS growth (target < 5%).
+
+The model is the quickstart's (CIFAR ResNet-20 at 3x32x32): `--model` (e.g.
+`studies/quickstart/best/model.tar.gz`), else one trained here for one epoch on the committed
+CIFAR-10 samples. The images are the 400 real CIFAR-10 JPEGs in `tests/assets/cifar10`.
+
+- `tune predict`: its code path in this process (`Predictor.prepare` each file's bytes, then
+  `Predictor.predict` in batches of 64) on the 400 images twice per round, start-up excluded.
+- The endpoint: `tune serve MODEL` as a subprocess (one worker, default batching), clients in
+  threads of this process over keep-alive HTTP connections (`http.client`), each sending one image
+  per request and waiting for the answer (closed loop); images/s is requests answered per second
+  of wall time, after a warm-up of 200 requests. Clients and server share this machine's cores.
+- The two are measured in alternating rounds (`--rounds`), medians compared, so that load from
+  other processes on a shared machine falls on both.
+- Load: `--load` requests by the same clients; errors are non-200 answers or failed connections;
+  RSS is the server's `VmRSS` (/proc/PID/status) after the warm-up and after the load run.
+
+`--threads N` gives torch N threads in both (`OMP_NUM_THREADS` for the server): on cores that
+other processes keep busy, two OpenMP threads that wait on each other's barrier run a small model
+many times slower than one (measured 10-20x here, with a niced background job on both cores).
+
+    python -m benchmarks.bench_serve [--model model.tar.gz] [--clients 8] [--rounds 5]
+                                     [--requests 800] [--load 5000] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "tests" / "assets" / "cifar10"
+
+
+def _train_quickstart_model(folder: Path) -> Path:
+    """One epoch of the quickstart's ResNet-20 at 3x32x32 on the committed samples."""
+    from trainer.data import DataConfig
+    from trainer.hyperparameters import parse_hyperparameters
+    from trainer.loop import fit
+
+    hp = parse_hyperparameters(
+        {
+            "num_classes": 10,
+            "num_training_samples": 300,
+            "num_layers": 20,
+            "image_shape": "3,32,32",
+            "mini_batch_size": 64,
+            "epochs": 1,
+        }
+    )
+    return Path(fit(hp, DataConfig(IMAGES), folder, seed=0, log=lambda _l: None).model_path)
+
+
+def _predict_rate(predictor: Any, files: list[Path]) -> float:
+    """`tune predict`'s work on `files` (read, prepare, predict in batches of 64): images/s."""
+    start = time.perf_counter()
+    arrays = [predictor.prepare(file, i) for i, file in enumerate(files)]
+    probabilities = predictor.predict(arrays)
+    seconds = time.perf_counter() - start
+    assert probabilities.shape[0] == len(files)
+    return len(files) / seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _start_server(
+    model: Path, port: int, log: Path, threads: int | None
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    command = [str(Path(sys.executable).parent / "tune"), "serve", str(model), "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"tune serve exited:\n{log.read_text()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"tune serve did not answer /ping within 120 s:\n{log.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def _drive(
+    port: int, bodies: list[bytes], clients: int, requests: int
+) -> tuple[float, list[float], int]:
+    """`requests` single-image POSTs from `clients` closed-loop clients: (wall seconds, latencies
+    in seconds, errors)."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    share = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine: list[float] = []
+        failed = 0
+        barrier.wait()
+        for n in range(share[index]):
+            body = bodies[(index * 7919 + n) % len(bodies)]
+            start = time.perf_counter()
+            try:
+                connection.request(
+                    "POST", "/invocations", body=body, headers={"Content-Type": "image/jpeg"}
+                )
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    failed += 1
+            except (OSError, http.client.HTTPException):
+                failed += 1
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            mine.append(time.perf_counter() - start)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, latencies, errors[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="a model.tar.gz (3x32x32)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements")
+    parser.add_argument("--requests", type=int, default=800, help="endpoint requests per round")
+    parser.add_argument("--load", type=int, default=5000, help="bounded load run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides)")
+    args = parser.parse_args()
+
+    import torch
+
+    from trainer.predict import Predictor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    files = sorted(IMAGES.rglob("*.jpg"))
+    bodies = [file.read_bytes() for file in files]
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        model = args.model or _train_quickstart_model(Path(tmp))
+        print(
+            f"model: {model}; {len(files)} CIFAR-10 JPEGs from {IMAGES.relative_to(ROOT)}; "
+            f"torch threads: {torch.get_num_threads()}; {os.cpu_count()} cores"
+        )
+        predictor = Predictor.from_archive(model)
+        _predict_rate(predictor, files[:64])  # warm-up
+        port = _free_port()
+        server = _start_server(model, port, Path(tmp) / "serve.log", args.threads)
+        try:
+            _drive(port, bodies, args.clients, 200)  # warm-up
+            rss_before = _rss_kib(server.pid)
+            predict_rates, serve_rates, latencies, errors = [], [], [], 0
+            for _ in range(args.rounds):  # alternating, so load from elsewhere hits both sides
+                predict_rates.append(_predict_rate(predictor, files + files))
+                seconds, took, failed = _drive(port, bodies, args.clients, args.requests)
+                serve_rates.append(args.requests / seconds)
+                latencies += took
+                errors += failed
+            predict_rate = statistics.median(predict_rates)
+            rate = statistics.median(serve_rates)
+            quantiles = statistics.quantiles(latencies, n=100)
+            print(
+                f"tune predict (batches of 64): {predict_rate:,.0f} images/s (median of "
+                f"{args.rounds}: {', '.join(f'{r:.0f}' for r in predict_rates)})"
+            )
+            print(
+                f"tune serve, {args.clients} clients, one JPEG per request: {rate:,.0f} images/s "
+                f"(median of {args.rounds}: {', '.join(f'{r:.0f}' for r in serve_rates)}; "
+                f"{len(latencies)} requests, {errors} errors); latency p50 "
+                f"{quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms"
+            )
+            ratios = ", ".join(
+                f"{a / b:.2f}" for a, b in zip(serve_rates, predict_rates, strict=True)
+            )
+            print(
+                f"ratio endpoint / tune predict: {rate / predict_rate:.2f} (target >= 0.8; "
+                f"per round: {ratios})"
+            )
+            seconds, _took, errors = _drive(port, bodies, args.clients, args.load)
+            rss_after = _rss_kib(server.pid)
+            growth = (rss_after - rss_before) / rss_before
+            print(
+                f"load: {args.load} requests in {seconds:.1f} s ({args.load / seconds:,.0f}/s), "
+                f"{errors} errors (target 0); server RSS {rss_before / 1024:.1f} MiB after the "
+                f"warm-up -> {rss_after / 1024:.1f} MiB after the load run, growth "
+                f"{growth:+.1%} (target < 5%)"
+            )
+        finally:
+            _stop(server)
+
+
+if __name__ == "__main__":
+    main()
