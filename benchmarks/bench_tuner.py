@@ -173,7 +173,7 @@ def _training_seed() -> int:
 @functools.cache
 def _quickstart_pruner() -> Any:
     """The quickstart's pruner section, with the schema's defaults for what it leaves out."""
-    from tuner.schema import PrunerSection
+    from tuner.space.schema import PrunerSection
 
     return PrunerSection.model_validate(_quickstart_yaml()["pruner"])
 

@@ -24,7 +24,7 @@ from trainer.loop import InMemoryLoaders, fit
 from trainer.models import build_model
 from trainer.predict import Predictor
 from tuner.cli import main
-from tuner.parameter_server import ParameterServerClient, start_parameter_server
+from tuner.distributed.parameter_server import ParameterServerClient, start_parameter_server
 
 HP = {
     "num_classes": "10",

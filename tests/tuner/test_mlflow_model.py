@@ -16,9 +16,9 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from tuner.mlflow_model import log_model_on_run
-from tuner.mlflow_server import free_port
 from tuner.tracking import record_training_run
+from tuner.tracking.model import log_model_on_run
+from tuner.tracking.server import free_port
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from tuner.mlflow_server import free_port
-from tuner.tracking_store import Recorder
+from tuner.tracking.recorder import Recorder
+from tuner.tracking.server import free_port
 
 pytestmark = pytest.mark.slow
 

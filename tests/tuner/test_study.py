@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.results import summarize_study
 from tuner.space import load_space
 from tuner.study import run_study
+from tuner.study.results import summarize_study
 
 pytestmark = pytest.mark.slow
 
@@ -181,8 +181,8 @@ def test_early_stops_recorded_in_a_resumed_run_survive_rays_experiment_sync(
     # as `running` (the study said "interrupted" and exited 130).
     from ray import cloudpickle, tune
 
-    from tuner.searcher import PrunedLog
-    from tuner.study import _trial_dirname, _trial_name
+    from tuner.study.running import _trial_dirname, _trial_name
+    from tuner.study.searcher import PrunedLog
 
     # Ray's workers cannot import this test module by name: ship the trainable by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -346,7 +346,7 @@ def test_engines_chatter_is_kept_out_unless_verbose(monkeypatch: pytest.MonkeyPa
 
     import optuna
 
-    from tuner.study import _quiet_engines
+    from tuner.study.running import _quiet_engines
 
     monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     try:

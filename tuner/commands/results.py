@@ -41,7 +41,7 @@ __all__ = ["command"]
     help="First record the MLflow operations spooled while the study's tracking store was down.",
 )
 def command(study_dir: Path, top: int | None, csv_path: Path | None, sync: bool) -> None:
-    from tuner.results import format_leaderboard, summarize_study
+    from tuner.study.results import format_leaderboard, summarize_study
 
     if sync:
         from tuner.tracking import sync_spool

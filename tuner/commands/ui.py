@@ -21,7 +21,7 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
     `mlflow-runs.json`), else `MLFLOW_TRACKING_URI`, else the default store beside the study
     (or `./mlflow.db` without a study)."""
     from tuner.tracking import absolute_tracking_uri, resolve_tracking_uri
-    from tuner.tracking_store import RUNS_FILE
+    from tuner.tracking.recorder import RUNS_FILE
 
     if tracking_uri:
         return absolute_tracking_uri(tracking_uri)
@@ -71,7 +71,12 @@ def _port_is_free(host: str, port: int) -> bool:
 def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: int) -> None:
     """Start `mlflow server` on the store, print its URL, serve until Ctrl-C (or SIGTERM, SIGHUP),
     then stop the server and its workers."""
-    from tuner.mlflow_server import free_port, start_mlflow_server, stop_server, wait_until_healthy
+    from tuner.tracking.server import (
+        free_port,
+        start_mlflow_server,
+        stop_server,
+        wait_until_healthy,
+    )
 
     uri = store_of(study_dir, tracking_uri)
     if not uri.startswith("sqlite:///"):

@@ -433,7 +433,7 @@ def convert_tuning_job(
 
 def space_from_sagemaker(conversion: Conversion, *, source: Path | None = None) -> Any:
     """Validate the converted mapping as a `SearchSpace` (relative paths from the working dir)."""
-    from tuner.space import space_from_mapping
+    from tuner.space.loading import space_from_mapping
 
     study = conversion.mapping.setdefault("study", {})
     if source is not None and "name" not in study:

@@ -21,18 +21,18 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import SearchSpaceError
-from tuner.results import (
+from tuner.space.loading import SearchSpace, canonical
+from tuner.space.sampling import build_sampler
+from tuner.study.results import (
     StudySummary,
     load_trials,
     read_study_file,
     summarize_study,
     write_study_file,
 )
-from tuner.sampling import build_sampler
-from tuner.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
-from tuner.searcher import PrunedLog, StudySearcher
-from tuner.space import SearchSpace, canonical
-from tuner.trainable import OUTCOME_FILE, TrialSettings, train_trial, trial_dirname
+from tuner.study.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
+from tuner.study.searcher import PrunedLog, StudySearcher
+from tuner.study.trainable import OUTCOME_FILE, TrialSettings, train_trial, trial_dirname
 
 __all__ = ["is_interrupted", "run_study", "study_exists"]
 
@@ -213,9 +213,9 @@ def _tracker(space: SearchSpace, pruned: PrunedLog, log: Callable[[str], None]) 
     if not space.tracking.enabled:
         return None
     try:
-        from tuner.tracking import StudyTracker
+        from tuner.tracking.tracker import StudyTracker
     except ModuleNotFoundError as exc:
-        if exc.name != "tuner.tracking":
+        if exc.name != "tuner.tracking.tracker":
             raise
         log("tracking is off: tuner.tracking is not available")
         return None

@@ -5,7 +5,7 @@ best value and hyperparameters, leaderboard CSV, plots, the best model, register
 one nested child run per trial (every hyperparameter of the contract as params, per-epoch metrics
 with `step=epoch` under the trainer's names, status finished / pruned at epoch N / failed with the
 error, wall time and images/s, the Ray trial id as a tag). Metrics are logged from the driver, one
-`log_batch` per trial and epoch, by a background thread (`tuner.tracking_store.Recorder`), so a
+`log_batch` per trial and epoch, by a background thread (`tuner.tracking.recorder.Recorder`), so a
 slow or absent tracking server never slows a trial; what cannot be recorded is spooled to
 `STUDY_DIR/mlflow-spool/` and recorded when the server is back, or by `tune results --sync`.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from tuner.tracking_store import (
+from tuner.tracking.recorder import (
     EXPERIMENT_TAGS,
     Recorder,
     TrackingUnavailableError,
@@ -35,7 +35,7 @@ from tuner.tracking_store import (
 if TYPE_CHECKING:
     from trainer.hyperparameters import Hyperparameters
     from trainer.loop import FitResult
-    from tuner.results import StudySummary
+    from tuner.study.results import StudySummary
 
 __all__ = [
     "StudyTracker",
@@ -126,9 +126,9 @@ def _warm_imports() -> None:
     """Import what `finish_study` needs (torch for the model, matplotlib and Optuna's plots) while
     the study runs, on a thread that is otherwise idle, instead of at the end of the study."""
     for module in (
-        "tuner.mlflow_model",
+        "tuner.tracking.model",
         "trainer.predict",
-        "tuner.plots",
+        "tuner.tracking.plots",
         "optuna.visualization.matplotlib",
     ):
         try:
@@ -250,7 +250,7 @@ class StudyTracker:
 
     def ray_callback(self) -> Any:
         """The `ray.tune.Callback` to pass in `RunConfig(callbacks=[...])`."""
-        from tuner.tracking_callback import TrackingCallback
+        from tuner.tracking.callback import TrackingCallback
 
         return TrackingCallback(self.study_key)
 
@@ -280,7 +280,7 @@ class StudyTracker:
         self.recorder.close()
 
     def _record_summary(self, summary: StudySummary) -> None:
-        from tuner.plots import render_study_plots
+        from tuner.tracking.plots import render_study_plots
 
         submit = self.recorder.submit
         board = summary.leaderboard
@@ -498,7 +498,7 @@ def record_training_run(
             client.log_batch(
                 run_id, metrics=metrics[start : start + 1000], params=params if start == 0 else []
             )
-        from tuner.mlflow_model import log_model_on_run
+        from tuner.tracking.model import log_model_on_run
 
         log_model_on_run(
             tracking_uri=uri,

@@ -396,7 +396,7 @@ class Recorder:
         self.client.log_artifact(self._require_run(op["key"]), op["path"], op.get("dir"))
 
     def _model(self, op: dict[str, Any]) -> None:
-        from tuner.mlflow_model import log_model_on_run
+        from tuner.tracking.model import log_model_on_run
 
         version = log_model_on_run(
             tracking_uri=self.tracking_uri,

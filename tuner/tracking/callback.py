@@ -25,7 +25,7 @@ class TrackingCallback(Callback):  # type: ignore[misc]
         return (TrackingCallback, (self._study_key,))
 
     def _forward(self, method: str, *args: Any) -> None:
-        from tuner.tracking import live_tracker
+        from tuner.tracking.tracker import live_tracker
 
         tracker = live_tracker(self._study_key)
         if tracker is not None:

@@ -17,8 +17,8 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
-from tuner.searcher import PrunedLog
-from tuner.trainable import OUTCOME_FILE, trial_dirname
+from tuner.study.searcher import PrunedLog
+from tuner.study.trainable import OUTCOME_FILE, trial_dirname
 
 __all__ = ["CompletionCriteria", "ProgressCallback", "RecordingASHA"]
 

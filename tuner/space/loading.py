@@ -21,11 +21,11 @@ import optuna
 
 from trainer.errors import HyperparameterError
 from trainer.hyperparameters import SPECS, Hyperparameters, parse_hyperparameters
-from tuner import schema
-from tuner._yaml import load_yaml
 from tuner.errors import SearchSpaceError
-from tuner.sampling import Dimension, suggest_config
-from tuner.space_checks import Problems, check_search, check_sections
+from tuner.space import schema
+from tuner.space.checks import Problems, check_search, check_sections
+from tuner.space.sampling import Dimension, suggest_config
+from tuner.space.yaml_loader import load_yaml
 
 __all__ = ["METRICS", "SearchSpace", "canonical", "load_space", "space_from_mapping"]
 

@@ -22,8 +22,8 @@ import pandas as pd
 from trainer.errors import HyperparameterError
 from trainer.hyperparameters import parse_hyperparameters
 from tuner.errors import SearchSpaceError
-from tuner.searcher import PrunedLog
-from tuner.trainable import OUTCOME_FILE
+from tuner.study.searcher import PrunedLog
+from tuner.study.trainable import OUTCOME_FILE
 
 __all__ = [
     "STUDY_FILE",

@@ -22,8 +22,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
-from tuner.space import SearchSpace
-from tuner.trainable import OUTCOME_FILE, trial_dirname
+from tuner.space.loading import SearchSpace
+from tuner.study.trainable import OUTCOME_FILE, trial_dirname
 
 __all__ = ["PrunedLog", "StudySearcher"]
 
