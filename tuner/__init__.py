@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "load_space": "tuner.space",
     "space_from_mapping": "tuner.space",
     "run_study": "tuner.study",
-    "StudySummary": "tuner.study.results",
+    "StudySummary": "tuner.summary",
     "summarize_study": "tuner.study.results",
     "format_leaderboard": "tuner.study.results",
     "convert_tuning_job": "tuner.space.sagemaker",

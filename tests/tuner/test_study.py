@@ -181,8 +181,8 @@ def test_early_stops_recorded_in_a_resumed_run_survive_rays_experiment_sync(
     # as `running` (the study said "interrupted" and exited 130).
     from ray import cloudpickle, tune
 
+    from tuner.layout import PrunedLog
     from tuner.study.running import _trial_dirname, _trial_name
-    from tuner.study.searcher import PrunedLog
 
     # Ray's workers cannot import this test module by name: ship the trainable by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 from PIL import Image
 
-from tuner.study.results import StudySummary
+from tuner.summary import StudySummary
 from tuner.tracking.plots import render_study_plots
 
 OBJECTIVE = "validation:accuracy"

@@ -11,13 +11,8 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from tuner.tracking.recorder import (
-    RUNS_FILE,
-    SPOOL_DIR,
-    Recorder,
-    TrackingUnavailableError,
-    sync_spool,
-)
+from tuner.layout import RUNS_FILE, SPOOL_DIR
+from tuner.tracking.recorder import Recorder, TrackingUnavailableError, sync_spool
 from tuner.tracking.server import free_port
 
 pytestmark = pytest.mark.slow  # each test starts a real server (seconds)
@@ -163,7 +158,7 @@ def test_tune_results_sync_records_the_spool_once_the_studys_store_is_back(
     tmp_path: Path, own_mlflow_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tuner.cli import main
-    from tuner.study.results import write_study_file
+    from tuner.layout import write_study_file
 
     study = tmp_path / "study"
     write_study_file(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,15 +19,15 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
     """The tracking URI to show: `--tracking-uri`, else the one the study recorded to (its
     `mlflow-runs.json`), else `MLFLOW_TRACKING_URI`, else the default store beside the study
     (or `./mlflow.db` without a study)."""
+    from tuner.layout import read_tracking_runs
     from tuner.tracking import absolute_tracking_uri, resolve_tracking_uri
-    from tuner.tracking.recorder import RUNS_FILE
 
     if tracking_uri:
         return absolute_tracking_uri(tracking_uri)
     if study_dir is not None:
-        runs_file = study_dir / RUNS_FILE
-        if runs_file.is_file():
-            return str(json.loads(runs_file.read_text())["tracking_uri"])
+        runs = read_tracking_runs(study_dir)
+        if runs is not None:
+            return runs.tracking_uri
         return resolve_tracking_uri(None, study_dir)
     return absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
 

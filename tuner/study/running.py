@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner import layout
 from tuner.errors import SearchSpaceError
+from tuner.layout import PrunedLog, StudyInfo, read_study_file, write_study_file
 from tuner.space.loading import SearchSpace, canonical
 from tuner.space.sampling import build_sampler
-from tuner.study.results import (
-    StudySummary,
-    load_trials,
-    read_study_file,
-    summarize_study,
-    write_study_file,
-)
+from tuner.study.results import load_trials, summarize_study
 from tuner.study.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
-from tuner.study.searcher import PrunedLog, StudySearcher
-from tuner.study.trainable import OUTCOME_FILE, TrialSettings, train_trial, trial_dirname
+from tuner.study.searcher import StudySearcher
+from tuner.study.trainable import TrialSettings, train_trial
+from tuner.summary import StudySummary
 
 __all__ = ["is_interrupted", "run_study", "study_exists"]
 
@@ -71,7 +69,7 @@ def _ray_settings() -> Iterator[None]:
 
 
 def _trial_dirname(trial: Any) -> str:
-    return trial_dirname(trial.trial_id)
+    return layout.trial_dirname(trial.trial_id)
 
 
 def _trial_name(trial: Any) -> str:
@@ -98,7 +96,9 @@ def study_exists(space: SearchSpace) -> bool:
     """Whether `space.study_dir` holds a study that Ray can continue."""
     from ray.tune import Tuner
 
-    return (space.study_dir / "study.json").is_file() and Tuner.can_restore(str(space.study_dir))
+    return (space.study_dir / layout.STUDY_FILE).is_file() and Tuner.can_restore(
+        str(space.study_dir)
+    )
 
 
 def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
@@ -107,12 +107,12 @@ def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
     trials = []
     for study_dir in map(Path, space.warm_start.studies):
         info = read_study_file(study_dir)
-        if info["objective"] != space.objective or info["mode"] != space.mode:
+        if info.objective != space.objective or info.mode != space.mode:
             raise SearchSpaceError(
-                f"warm_start.studies: {study_dir} optimised {info['mode']} {info['objective']}, "
+                f"warm_start.studies: {study_dir} optimised {info.mode} {info.objective}, "
                 f"but this study optimises {space.mode} {space.objective}"
             )
-        for record in load_trials(study_dir, info["objective"], info["mode"]):
+        for record in load_trials(study_dir, info.objective, info.mode):
             if record.status not in ("finished", "pruned") or record.value is None:
                 continue
             try:
@@ -140,7 +140,7 @@ def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
                         for h in record.history
                         if space.objective in h and math.isfinite(h[space.objective])
                     },
-                    user_attrs={"warm_start_from": f"{info['name']}/{record.trial_id}"},
+                    user_attrs={"warm_start_from": f"{info.name}/{record.trial_id}"},
                 )
             )
     return trials
@@ -150,24 +150,16 @@ def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
     """Remove trial directories that Ray's last experiment snapshot does not know and that hold no
     finished trial: a study killed right after starting a trial leaves one (the restored searcher
     suggests it again under a new id), and so can a trial created as the study ends."""
-    import shutil
-
-    states = list(study_dir.glob("experiment_state-*.json"))  # one per run of the study
-    if not states:
+    known = layout.ray_known_trial_ids(study_dir)
+    if known is None:
         return
-    known = set()
-    for state in states:
-        for entry in json.loads(state.read_text()).get("trial_data", []):
-            raw = entry[0] if isinstance(entry, list) else entry
-            known.add(json.loads(raw)["trial_id"] if isinstance(raw, str) else raw["trial_id"])
-    for trial_dir in study_dir.glob("trial_*"):
-        trial_id = trial_dir.name[len("trial_") :]
-        if trial_id not in known and not (trial_dir / OUTCOME_FILE).is_file():
+    for files in layout.trial_files(study_dir):
+        if files.trial_id not in known and not files.has_outcome():
             log(
-                f"dropping trial {trial_id}: Ray did not keep it (the study was killed or "
+                f"dropping trial {files.trial_id}: Ray did not keep it (the study was killed or "
                 "ended as it started)"
             )
-            shutil.rmtree(trial_dir)
+            shutil.rmtree(files.dir)
 
 
 def _quiet_engines(verbose: bool) -> int:
@@ -334,7 +326,7 @@ def run_study(
     if resume and not existing:
         raise SearchSpaceError(f"there is no study to resume at {study_dir}")
     fingerprint = _fingerprint(space)
-    if existing and read_study_file(study_dir).get("fingerprint") != fingerprint:
+    if existing and read_study_file(study_dir).fingerprint != fingerprint:
         raise SearchSpaceError(
             f"the study at {study_dir} was started with a different search space; "
             "give this one another study.name (or study.directory), or restore the old YAML"
@@ -349,20 +341,18 @@ def run_study(
     else:
         write_study_file(
             study_dir,
-            {
-                "name": space.name,
-                "objective": space.objective,
-                "mode": space.mode,
-                "fixed": space.fixed,
-                "searched": [d.name for d in space.dimensions],
-                "max_t": space.max_t,
-                "max_trials": space.limits.max_trials,
-                "fingerprint": fingerprint,
-            },
+            StudyInfo(
+                name=space.name,
+                objective=space.objective,
+                mode=space.mode,
+                fixed=space.fixed,
+                searched=[d.name for d in space.dimensions],
+                max_t=space.max_t,
+                max_trials=space.limits.max_trials,
+                fingerprint=fingerprint,
+            ),
         )
-        tmp = study_dir / ".space.yaml.tmp"
-        tmp.write_text(space.text)
-        os.replace(tmp, study_dir / "space.yaml")
+        layout.write_space_text(study_dir, space.text)
         log(
             f"study {space.name}: {space.limits.max_trials} trials, sampler {space.sampler.name}, "
             f"pruner {space.pruner.name}, objective {space.mode} {space.objective}; in {study_dir}"

@@ -17,8 +17,7 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
-from tuner.study.searcher import PrunedLog
-from tuner.study.trainable import OUTCOME_FILE, trial_dirname
+from tuner.layout import PrunedLog, TrialFiles
 
 __all__ = ["CompletionCriteria", "ProgressCallback", "RecordingASHA"]
 
@@ -158,7 +157,7 @@ class ProgressCallback(Callback):
         epoch = int(result.get("epoch", 0) or 0)
         pruned_at = self.pruned.epoch(trial.trial_id)
         study_dir = self.pruned.study_dir
-        ended = (study_dir / trial_dirname(trial.trial_id) / OUTCOME_FILE).is_file()
+        ended = TrialFiles(study_dir, trial.trial_id).has_outcome()
         if pruned_at is None and not ended and epoch < self.max_t:
             # stopped by the study (a limit was reached), not by ASHA: an early stop all the same
             self.pruned.record(trial.trial_id, epoch)

@@ -10,69 +10,20 @@ earlier trials (`add_trial`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
+from tuner.layout import PrunedLog
 from tuner.space.loading import SearchSpace
-from tuner.study.trainable import OUTCOME_FILE, trial_dirname
 
-__all__ = ["PrunedLog", "StudySearcher"]
-
-
-class PrunedLog:
-    """Which trials were stopped early and at which epoch: `STUDY_DIR/trial_<id>/pruned.json`.
-
-    One small file per trial, next to the trial's `outcome.json`, read afresh on every question,
-    so the scheduler and searcher Ray restores from its snapshot, this run's callbacks and the
-    results all see the same answer. Not one study-level JSON file: on a resume Ray copies the
-    study directory's top-level `*.json` files into its driver staging directory and uploads them
-    back over the study directory at every experiment sync, so such a file would lose what was
-    recorded after the restore (a trial pruned in a resumed run would read as still running).
-    """
-
-    FILE = "pruned.json"
-
-    def __init__(self, study_dir: Path) -> None:
-        self.study_dir = Path(study_dir)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "study_dir" not in state and "path" in state:  # pickled before the per-trial files
-            state = {"study_dir": Path(state["path"]).parent}
-        self.__dict__.update(state)
-
-    def _file(self, trial_id: str) -> Path:
-        return self.study_dir / trial_dirname(trial_id) / self.FILE
-
-    def record(self, trial_id: str, epoch: int) -> None:
-        """Remember that `trial_id` was stopped after `epoch` (written atomically)."""
-        path = self._file(trial_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"epoch": int(epoch)}))
-        os.replace(tmp, path)
-
-    def epoch(self, trial_id: str) -> int | None:
-        """The epoch at which `trial_id` was stopped early, or None if it was not.
-
-        A trial whose `outcome.json` exists ran to its end (a resumed trial can finish after an
-        early stop the killed run recorded but Ray's snapshot missed): not stopped early, as in
-        `results.load_trials`, so the progress lines, Optuna and the leaderboard agree."""
-        path = self._file(trial_id)
-        if (path.parent / OUTCOME_FILE).is_file():
-            return None
-        try:
-            return int(json.loads(path.read_text())["epoch"])
-        except FileNotFoundError:
-            return None
+__all__ = ["StudySearcher"]
 
 
 class StudySearcher(Searcher):

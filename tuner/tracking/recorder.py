@@ -11,10 +11,8 @@ what lets a resumed study continue its parent run, and a replay skip epochs alre
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,19 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from tuner import layout
+from tuner.layout import TrackingRuns, write_text_atomic
 
 __all__ = [
     "EXPERIMENT_TAGS",
-    "RUNS_FILE",
-    "SPOOL_DIR",
     "Recorder",
     "TrackingUnavailableError",
     "sync_spool",
 ]
 
-RUNS_FILE = "mlflow-runs.json"
-SPOOL_DIR = "mlflow-spool"
-_SPOOL_FILE = "operations.jsonl"
 # The MLflow UI opens an experiment of this kind on its training-runs table (not the GenAI view).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -54,18 +49,6 @@ _MAX_PARAM_LENGTH = 6000
 
 class TrackingUnavailableError(UserError):
     """The tracking store could not be reached, so spooled operations stay spooled."""
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -127,16 +110,15 @@ class Recorder:
 
     @property
     def spool_path(self) -> Path:
-        return self.study_dir / SPOOL_DIR / _SPOOL_FILE
+        return layout.spool_file(self.study_dir)
 
     def run_id(self, key: str) -> str | None:
         """The MLflow run id recorded for `key`, or None while it has not reached the store."""
-        run_id: str | None = self._state["runs"].get(key)
-        return run_id
+        return self._state.runs.get(key)
 
     def forget_runs(self) -> None:
         """Start a new study's bookkeeping (a study that is not a resume gets new runs)."""
-        self._state = {"tracking_uri": self.tracking_uri, "runs": {}, "steps": {}}
+        self._state = TrackingRuns(self.tracking_uri)
         self._save_state()
 
     def submit(self, operation: dict[str, Any]) -> None:
@@ -277,7 +259,7 @@ class Recorder:
                     self._report(f"mlflow: spooled operation refused and dropped: {exc}")
                     done += 1
                     continue
-                _atomic_write(self.spool_path, "".join(f"{rest}\n" for rest in lines[index:]))
+                write_text_atomic(self.spool_path, "".join(f"{rest}\n" for rest in lines[index:]))
                 return done
             done += 1
         self.spool_path.unlink(missing_ok=True)
@@ -289,20 +271,14 @@ class Recorder:
 
     # ------------------------------------------------------------------ state file
 
-    def _load_state(self) -> dict[str, Any]:
-        path = self.study_dir / RUNS_FILE
-        fresh: dict[str, Any] = {"tracking_uri": self.tracking_uri, "runs": {}, "steps": {}}
-        if not path.exists():
-            return fresh
-        state: dict[str, Any] = json.loads(path.read_text())
-        if state.get("tracking_uri") != self.tracking_uri:
-            return fresh  # runs of another store mean nothing here
-        state.setdefault("runs", {})
-        state.setdefault("steps", {})
+    def _load_state(self) -> TrackingRuns:
+        state = layout.read_tracking_runs(self.study_dir)
+        if state is None or state.tracking_uri != self.tracking_uri:
+            return TrackingRuns(self.tracking_uri)  # runs of another store mean nothing here
         return state
 
     def _save_state(self) -> None:
-        _atomic_write(self.study_dir / RUNS_FILE, json.dumps(self._state, indent=1, sort_keys=True))
+        layout.write_tracking_runs(self.study_dir, self._state)
 
     # ------------------------------------------------------------------ applying operations
 
@@ -353,7 +329,7 @@ class Recorder:
         run = self.client.create_run(
             experiment_id, start_time=op.get("start_time"), tags=tags, run_name=op.get("run_name")
         )
-        self._state["runs"][op["key"]] = run.info.run_id
+        self._state.runs[op["key"]] = run.info.run_id
         self._save_state()
 
     def _log_batch(self, op: dict[str, Any]) -> None:
@@ -361,7 +337,7 @@ class Recorder:
 
         run_id = self._require_run(op["key"])
         step = op.get("step")
-        if step is not None and step in self._state["steps"].get(op["key"], ()):
+        if step is not None and step in self._state.steps.get(op["key"], ()):
             return  # replayed or resumed: this epoch is already recorded
         metrics = [
             Metric(name, float(value), int(ts), int(s))
@@ -379,9 +355,7 @@ class Recorder:
                 tags=tags if index == 0 else [],
             )
         if step is not None:
-            self._state["steps"][op["key"]] = sorted(
-                {*self._state["steps"].get(op["key"], ()), step}
-            )
+            self._state.steps[op["key"]] = sorted({*self._state.steps.get(op["key"], ()), step})
             self._save_state()
 
     def _end(self, op: dict[str, Any]) -> None:
@@ -432,13 +406,13 @@ def sync_spool(study_dir: Path, tracking_uri: str | None = None) -> int:
     """
     study_dir = Path(study_dir)
     if tracking_uri is None:
-        runs_file = study_dir / RUNS_FILE
-        if not runs_file.exists():
+        runs = layout.read_tracking_runs(study_dir)
+        if runs is None:
             raise TrackingUnavailableError(
-                f"{runs_file} does not exist: {study_dir} was never tracked, so there is nothing "
-                "to sync (or pass the tracking URI explicitly)"
+                f"{layout.tracking_runs_file(study_dir)} does not exist: {study_dir} was never "
+                "tracked, so there is nothing to sync (or pass the tracking URI explicitly)"
             )
-        tracking_uri = str(json.loads(runs_file.read_text())["tracking_uri"])
+        tracking_uri = runs.tracking_uri
     recorder = Recorder(tracking_uri, study_dir, background=False, log=lambda _message: None)
     if recorder.pending() == 0:
         return 0

@@ -24,18 +24,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from tuner import layout
+from tuner.layout import write_text_atomic
 from tuner.tracking.recorder import (
     EXPERIMENT_TAGS,
     Recorder,
     TrackingUnavailableError,
-    _atomic_write,
     sync_spool,
 )
 
 if TYPE_CHECKING:
     from trainer.hyperparameters import Hyperparameters
     from trainer.loop import FitResult
-    from tuner.study.results import StudySummary
+    from tuner.summary import StudySummary
 
 __all__ = [
     "StudyTracker",
@@ -49,7 +50,6 @@ __all__ = [
 
 DEFAULT_DATABASE = "mlflow.db"
 STUDY_KEY = "study"
-TRACKING_DIR = "tracking"  # STUDY_DIR/tracking/: files logged as artifacts (kept for a later sync)
 
 # Keys Ray adds to every result; everything else numeric is a metric the trainable reported.
 _RAY_KEYS = frozenset(
@@ -312,9 +312,9 @@ class StudyTracker:
                     "tags": {"best_trial": "true"},
                 }
             )
-        out = self.study_dir / TRACKING_DIR
-        leaderboard = out / "leaderboard.csv"
-        _atomic_write(leaderboard, board.to_csv(index=False))
+        out = self.study_dir / layout.TRACKING_DIR  # files logged as artifacts, kept for a sync
+        leaderboard = out / layout.LEADERBOARD_FILE
+        write_text_atomic(leaderboard, board.to_csv(index=False))
         submit({"op": "artifact", "key": STUDY_KEY, "path": str(leaderboard), "dir": None})
         try:
             started = [
