@@ -4,15 +4,9 @@
 `convert_tuning_job` reads a SageMaker tuning-job JSON (see `tuner.space.sagemaker`).
 """
 
-from tuner.space.loading import (
-    METRICS,
-    SearchSpace,
-    canonical,
-    load_space,
-    space_from_mapping,
-)
+from tuner.space.loading import METRICS, SearchSpace, load_space, space_from_mapping
 from tuner.space.sagemaker import Conversion, convert_tuning_job, space_from_sagemaker
-from tuner.space.sampling import SAMPLERS, Dimension, build_sampler
+from tuner.space.sampling import SAMPLERS, Dimension, build_sampler, canonical
 
 __all__ = [
     "METRICS",
