@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 from pathlib import Path
@@ -20,7 +19,11 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
     `mlflow-runs.json`), else `MLFLOW_TRACKING_URI`, else the default store beside the study
     (or `./mlflow.db` without a study)."""
     from tuner.layout import read_tracking_runs
-    from tuner.tracking import absolute_tracking_uri, resolve_tracking_uri
+    from tuner.tracking_uri import (
+        absolute_tracking_uri,
+        resolve_tracking_uri,
+        training_tracking_uri,
+    )
 
     if tracking_uri:
         return absolute_tracking_uri(tracking_uri)
@@ -29,7 +32,7 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
         if runs is not None:
             return runs.tracking_uri
         return resolve_tracking_uri(None, study_dir)
-    return absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+    return training_tracking_uri(None)
 
 
 # The server runs in its own process group (so Ctrl-C at the terminal reaches only `tune ui`):

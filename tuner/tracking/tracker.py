@@ -1,4 +1,4 @@
-"""MLflow records of studies and training runs.
+"""MLflow records of a study.
 
 One experiment per study name; one parent run per study (search-space YAML, sampler/pruner/limits,
 best value and hyperparameters, leaderboard CSV, plots, the best model, registered with an alias);
@@ -14,112 +14,46 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from tuner import layout
 from tuner.layout import write_text_atomic
-from tuner.tracking.recorder import (
-    EXPERIMENT_TAGS,
-    Recorder,
-    TrackingUnavailableError,
-    sync_spool,
+from tuner.tracking import events
+from tuner.tracking.events import TrialEnded, TrialEvent, TrialResult, TrialStarted
+from tuner.tracking.recorder import Recorder
+from tuner.tracking.records import (
+    CreateRun,
+    EndRun,
+    LogArtifact,
+    LogBatch,
+    LogModel,
+    LogText,
+    Metric,
+    is_metric,
+    now_ms,
 )
+from tuner.tracking.store import artifact_location, fail_fast_over_http
+from tuner.tracking_uri import absolute_tracking_uri
 
 if TYPE_CHECKING:
-    from trainer.hyperparameters import Hyperparameters
-    from trainer.loop import FitResult
     from tuner.summary import StudySummary
 
-__all__ = [
-    "StudyTracker",
-    "TrackingUnavailableError",
-    "absolute_tracking_uri",
-    "live_tracker",
-    "record_training_run",
-    "resolve_tracking_uri",
-    "sync_spool",
-]
+__all__ = ["StudyTracker", "tracking_callback"]
 
-DEFAULT_DATABASE = "mlflow.db"
 STUDY_KEY = "study"
 
-# Keys Ray adds to every result; everything else numeric is a metric the trainable reported.
-_RAY_KEYS = frozenset(
-    {
-        "training_iteration",
-        "time_total_s",
-        "time_this_iter_s",
-        "timestamp",
-        "time_since_restore",
-        "timesteps_total",
-        "episodes_total",
-        "timesteps_since_restore",
-        "iterations_since_restore",
-        "done",
-        "pid",
-        "epoch",
-    }
-)
-# Fail in seconds, not minutes, against a server that is down (MLflow's default retries for ~4 min);
-# what fails is spooled and retried by the recorder anyway. Values set by the user win.
-_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
 
-_LIVE: dict[str, StudyTracker] = {}
+def tracking_callback(study_key: str) -> Any:
+    """The `ray.tune.Callback` that feeds the tracker of the study `study_key` when one runs in
+    this process (and does nothing otherwise); it survives pickling into `tuner.pkl`."""
+    from tuner.tracking.callback import TrackingCallback
 
-
-def live_tracker(study_key: str) -> StudyTracker | None:
-    """The tracker recording the study `study_key` in this process (used by the Ray callback)."""
-    return _LIVE.get(study_key)
-
-
-def absolute_tracking_uri(uri: str, base: Path | None = None) -> str:
-    """`uri` with a relative sqlite path made absolute against `base` (default: the working dir).
-
-    Ray runs trials with the trial directory as working directory, so a relative
-    `sqlite:///mlflow.db` would mean a different database in every process.
-    """
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        relative = uri[len(prefix) :]
-        return prefix + str(((base or Path.cwd()) / relative).resolve())
-    return uri
-
-
-def resolve_tracking_uri(configured: str | None, study_dir: Path) -> str:
-    """The store a study records to: the YAML's `tracking_uri`, else `MLFLOW_TRACKING_URI`, else
-    `sqlite:///<studies root>/mlflow.db` (beside the study directories: one UI for all)."""
-    chosen = configured or os.environ.get("MLFLOW_TRACKING_URI")
-    if chosen:
-        return absolute_tracking_uri(chosen)
-    return f"sqlite:///{(Path(study_dir).resolve().parent / DEFAULT_DATABASE)}"
-
-
-def _artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
-    """Artifacts of a sqlite store go next to the database (MLflow's default is `./mlruns` of
-    whatever the working directory is); a server chooses its own."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    database = Path(tracking_uri[len("sqlite:///") :])
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)
-    return (database.parent / "mlartifacts" / safe).as_uri()
-
-
-def _fail_fast_over_http(tracking_uri: str) -> None:
-    if urlparse(tracking_uri).scheme in ("http", "https"):
-        for name, value in _HTTP_DEFAULTS.items():
-            os.environ.setdefault(name, value)
+    return TrackingCallback(study_key)
 
 
 def _warm_imports() -> None:
@@ -135,14 +69,6 @@ def _warm_imports() -> None:
             importlib.import_module(module)
         except Exception:  # noqa: BLE001, S112 - finish_study imports again and reports
             continue
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _is_metric(name: str, value: Any) -> bool:
-    return name not in _RAY_KEYS and isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _flat(settings: dict[str, object], prefix: str = "") -> dict[str, str]:
@@ -202,7 +128,7 @@ class StudyTracker:
         self._recorder: Recorder | None = None
         self._trials: dict[str, _TrialProgress] = {}
         self._event_error_reported = False
-        _fail_fast_over_http(self.tracking_uri)
+        fail_fast_over_http(self.tracking_uri)
 
     @property
     def study_key(self) -> str:
@@ -214,6 +140,21 @@ class StudyTracker:
             raise RuntimeError("StudyTracker.start_study must be called first")
         return self._recorder
 
+    def _create_run(
+        self, key: str, run_name: str, tags: dict[str, str], parent: str | None
+    ) -> None:
+        self.recorder.submit(
+            CreateRun(
+                key=key,
+                experiment=self.experiment_name,
+                parent=parent,
+                artifact_location=artifact_location(self.tracking_uri, self.experiment_name),
+                run_name=run_name,
+                start_time=now_ms(),
+                tags=tags,
+            )
+        )
+
     # ------------------------------------------------------------------ study
 
     def start_study(self, *, space_text: str, settings: dict[str, object], resume: bool) -> None:
@@ -223,36 +164,23 @@ class StudyTracker:
         )
         if not resume:
             self._recorder.forget_runs()
-        _LIVE[self.study_key] = self
+        events.register(self.study_key, self)
         threading.Thread(target=_warm_imports, name="mlflow-warm-imports", daemon=True).start()
-        self.recorder.submit(
-            {
-                "op": "create_run",
-                "key": STUDY_KEY,
-                "experiment": self.experiment_name,
-                "artifact_location": _artifact_location(self.tracking_uri, self.experiment_name),
-                "run_name": self.study_name,
-                "start_time": _now_ms(),
-                "tags": {
-                    "study_name": self.study_name,
-                    "tuner.role": "study",
-                    "objective": self.objective,
-                    "mode": self.mode,
-                    "study_dir": str(self.study_dir),
-                },
-            }
-        )
+        tags = {
+            "study_name": self.study_name,
+            "tuner.role": "study",
+            "objective": self.objective,
+            "mode": self.mode,
+            "study_dir": str(self.study_dir),
+        }
+        self._create_run(STUDY_KEY, self.study_name, tags, parent=None)
         params = {"objective": self.objective, "mode": self.mode, **_flat(settings)}
-        self.recorder.submit({"op": "log", "key": STUDY_KEY, "params": params})
-        self.recorder.submit(
-            {"op": "text", "key": STUDY_KEY, "text": space_text, "file": "search_space.yaml"}
-        )
+        self.recorder.submit(LogBatch(STUDY_KEY, params=params))
+        self.recorder.submit(LogText(STUDY_KEY, space_text, "search_space.yaml"))
 
     def ray_callback(self) -> Any:
         """The `ray.tune.Callback` to pass in `RunConfig(callbacks=[...])`."""
-        from tuner.tracking.callback import TrackingCallback
-
-        return TrackingCallback(self.study_key)
+        return tracking_callback(self.study_key)
 
     def finish_study(self, summary: StudySummary) -> None:
         """Best value and hyperparameters, leaderboard, plots and best model on the parent run;
@@ -269,14 +197,12 @@ class StudyTracker:
         """End a study that stopped without `finish_study` (an error, Ctrl-C): the parent run is
         marked KILLED (a resume reopens it) and what is queued is recorded or spooled. Does nothing
         after `finish_study`, so callers can put it in a `finally`."""
-        if self._recorder is not None and self.study_key in _LIVE:
+        if self._recorder is not None and events.live_tracker(self.study_key) is self:
             self._end("KILLED")
 
     def _end(self, status: str) -> None:
-        self.recorder.submit(
-            {"op": "end", "key": STUDY_KEY, "status": status, "end_time": _now_ms()}
-        )
-        _LIVE.pop(self.study_key, None)
+        self.recorder.submit(EndRun(STUDY_KEY, status, now_ms()))
+        events.unregister(self.study_key)
         self.recorder.close()
 
     def _record_summary(self, summary: StudySummary) -> None:
@@ -292,30 +218,23 @@ class StudyTracker:
         if summary.best_value is not None and not math.isnan(float(summary.best_value)):
             metrics["best_value"] = float(summary.best_value)
             metrics[summary.objective] = float(summary.best_value)
-        now = _now_ms()
+        now = now_ms()
         submit(
-            {
-                "op": "log",
-                "key": STUDY_KEY,
-                "metrics": [[k, v, now, 0] for k, v in metrics.items()],
-                "tags": {"best_trial_id": summary.best_trial_id or ""},
-            }
+            LogBatch(
+                STUDY_KEY,
+                metrics=tuple(Metric(k, v, now, 0) for k, v in metrics.items()),
+                tags={"best_trial_id": summary.best_trial_id or ""},
+            )
         )
         if summary.best_hyperparameters:
             best = {f"best.{name}": value for name, value in summary.best_hyperparameters.items()}
-            submit({"op": "log", "key": STUDY_KEY, "params": best})
+            submit(LogBatch(STUDY_KEY, params=best))
         if summary.best_trial_id:
-            submit(
-                {
-                    "op": "log",
-                    "key": f"trial:{summary.best_trial_id}",
-                    "tags": {"best_trial": "true"},
-                }
-            )
+            submit(LogBatch(f"trial:{summary.best_trial_id}", tags={"best_trial": "true"}))
         out = self.study_dir / layout.TRACKING_DIR  # files logged as artifacts, kept for a sync
         leaderboard = out / layout.LEADERBOARD_FILE
         write_text_atomic(leaderboard, board.to_csv(index=False))
-        submit({"op": "artifact", "key": STUDY_KEY, "path": str(leaderboard), "dir": None})
+        submit(LogArtifact(STUDY_KEY, str(leaderboard)))
         try:
             started = [
                 str(t) for t in summary.leaderboard["trial_id"] if str(t) not in self._trials
@@ -325,27 +244,32 @@ class StudyTracker:
             self._log(f"mlflow: plots could not be drawn: {type(exc).__name__}: {exc}")
             plots = []
         for plot in plots:
-            submit({"op": "artifact", "key": STUDY_KEY, "path": str(plot), "dir": "plots"})
+            submit(LogArtifact(STUDY_KEY, str(plot), "plots"))
         if summary.best_model_path is not None:
             submit(
-                {
-                    "op": "model",
-                    "key": STUDY_KEY,
-                    "archive": str(Path(summary.best_model_path).resolve()),
-                    "registered_model_name": self.registered_model_name,
-                    "alias": self.alias,
-                    "objective": summary.objective,
-                    "mode": summary.mode,
-                    "value": None if summary.best_value is None else float(summary.best_value),
-                }
+                LogModel(
+                    STUDY_KEY,
+                    archive=str(Path(summary.best_model_path).resolve()),
+                    registered_model_name=self.registered_model_name,
+                    alias=self.alias,
+                    objective=summary.objective,
+                    mode=summary.mode,
+                    value=None if summary.best_value is None else float(summary.best_value),
+                )
             )
 
     # ------------------------------------------------------------------ trials (from the callback)
 
-    def handle_event(self, event: str, *args: Any) -> None:
-        """Apply one Ray event; a bug here is reported once and never reaches Ray's loop."""
+    def record_event(self, event: TrialEvent) -> None:
+        """Apply one trial event; a bug here is reported once and never reaches Ray's loop."""
         try:
-            _EVENTS[event](self, *args)
+            match event:
+                case TrialStarted():
+                    self._trial_started(event.trial_id, event.config)
+                case TrialResult():
+                    self._trial_result(event)
+                case TrialEnded():
+                    self._trial_ended(event)
         except Exception as exc:  # noqa: BLE001
             if not self._event_error_reported:
                 self._event_error_reported = True
@@ -353,61 +277,44 @@ class StudyTracker:
                     f"mlflow: a trial event could not be recorded: {type(exc).__name__}: {exc}"
                 )
 
-    def _trial_started(self, trial: Any) -> None:
-        progress = self._trials.setdefault(trial.trial_id, _TrialProgress())
+    def _trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+        progress = self._trials.setdefault(trial_id, _TrialProgress())
         if progress.started:
             return
         progress.started = True
-        key = f"trial:{trial.trial_id}"
-        self.recorder.submit(
-            {
-                "op": "create_run",
-                "key": key,
-                "parent": STUDY_KEY,
-                "experiment": self.experiment_name,
-                "artifact_location": _artifact_location(self.tracking_uri, self.experiment_name),
-                "run_name": f"{self.study_name}-{trial.trial_id}",
-                "start_time": _now_ms(),
-                "tags": {
-                    "ray.trial_id": trial.trial_id,
-                    "study_name": self.study_name,
-                    "tuner.role": "trial",
-                },
-            }
-        )
-        self.recorder.submit(
-            {"op": "log", "key": key, "params": self._hyperparameters_of(trial.config)}
-        )
+        key = f"trial:{trial_id}"
+        tags = {"ray.trial_id": trial_id, "study_name": self.study_name, "tuner.role": "trial"}
+        self._create_run(key, f"{self.study_name}-{trial_id}", tags, parent=STUDY_KEY)
+        self.recorder.submit(LogBatch(key, params=self._hyperparameters_of(config)))
 
-    def _trial_result(self, trial: Any, result: dict[str, Any]) -> None:
-        self._trial_started(trial)
-        progress = self._trials[trial.trial_id]
+    def _trial_result(self, event: TrialResult) -> None:
+        self._trial_started(event.trial_id, event.config)
+        progress = self._trials[event.trial_id]
+        result = event.result
         epoch = int(result.get("epoch", result.get("training_iteration", progress.epochs + 1)))
-        now = _now_ms()
-        metrics = [
-            [name, float(value), now, epoch]
+        now = now_ms()
+        metrics = tuple(
+            Metric(name, float(value), now, epoch)
             for name, value in result.items()
-            if _is_metric(name, value)
-        ]
+            if is_metric(name, value)
+        )
         progress.epochs = max(progress.epochs, epoch)
         if "train:images_per_second" in result:
             progress.images_per_second.append(float(result["train:images_per_second"]))
         progress.wall_seconds = float(result.get("time_total_s", progress.wall_seconds))
-        self.recorder.submit(
-            {"op": "log", "key": f"trial:{trial.trial_id}", "metrics": metrics, "step": epoch}
-        )
+        self.recorder.submit(LogBatch(f"trial:{event.trial_id}", metrics=metrics, step=epoch))
 
-    def _trial_ended(self, trial: Any, error: str | None) -> None:
-        self._trial_started(trial)
-        progress = self._trials[trial.trial_id]
-        key = f"trial:{trial.trial_id}"
+    def _trial_ended(self, event: TrialEnded) -> None:
+        self._trial_started(event.trial_id, event.config)
+        progress = self._trials[event.trial_id]
+        key = f"trial:{event.trial_id}"
         tags: dict[str, str] = {"epochs_run": str(progress.epochs)}
-        if error is not None:
+        if event.error is not None:
             status, tags["trial_status"] = "FAILED", "failed"
-            tags["error"] = error.strip()[-4000:]
-            self.recorder.submit({"op": "text", "key": key, "text": error, "file": "error.txt"})
+            tags["error"] = event.error.strip()[-4000:]
+            self.recorder.submit(LogText(key, event.error, "error.txt"))
         else:
-            pruned_at = self._pruned_epoch(trial.trial_id)
+            pruned_at = self._pruned_epoch(event.trial_id)
             if pruned_at is None:
                 status, tags["trial_status"] = "FINISHED", "finished"
             else:
@@ -421,99 +328,7 @@ class StudyTracker:
             summary["images_per_second"] = sum(progress.images_per_second) / len(
                 progress.images_per_second
             )
-        now = _now_ms()
-        self.recorder.submit(
-            {
-                "op": "log",
-                "key": key,
-                "tags": tags,
-                "metrics": [[k, v, now, 0] for k, v in summary.items()],
-            }
-        )
-        self.recorder.submit({"op": "end", "key": key, "status": status, "end_time": now})
-
-
-_EVENTS: dict[str, Callable[..., None]] = {
-    "trial_started": StudyTracker._trial_started,
-    "trial_result": StudyTracker._trial_result,
-    "trial_ended": StudyTracker._trial_ended,
-}
-
-
-def record_training_run(
-    hp: Hyperparameters,
-    result: FitResult,
-    *,
-    tracking_uri: str,
-    experiment_name: str,
-    registered_model_name: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> str | None:
-    """Record one `tune train` run (no parent): params, per-epoch metrics, the model. Returns the
-    run id, or None when the store could not be reached (reported; the model is unaffected)."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-
-    report = log or (lambda message: print(message, file=sys.stderr))
-    uri = absolute_tracking_uri(tracking_uri)
-    _fail_fast_over_http(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else client.create_experiment(
-                experiment_name, _artifact_location(uri, experiment_name), tags=EXPERIMENT_TAGS
-            )
-        )
-        run = client.create_run(
-            experiment_id, tags={"tuner.role": "train", "stopped_early": str(result.stopped_early)}
-        )
-        run_id: str = run.info.run_id
-        now = _now_ms()
-        metrics = [
-            Metric(name, float(value), now, int(row.get("epoch", index + 1)))
-            for index, row in enumerate(result.history)
-            for name, value in row.items()
-            if _is_metric(name, value)
-        ]
-        rates = [
-            float(row["train:images_per_second"])
-            for row in result.history
-            if "train:images_per_second" in row
-        ]
-        summary = {
-            "best_epoch": float(result.best_epoch),
-            "epochs_run": float(len(result.history)),
-            "wall_time_seconds": sum(
-                float(row.get("epoch_seconds", 0.0)) for row in result.history
-            ),
-        }
-        if rates:
-            summary["images_per_second"] = sum(rates) / len(rates)
-        metrics += [Metric(name, value, now, 0) for name, value in summary.items()]
-        params = [Param(name, value) for name, value in hp.to_strings().items()]
-        for start in range(0, max(len(metrics), 1), 1000):
-            client.log_batch(
-                run_id, metrics=metrics[start : start + 1000], params=params if start == 0 else []
-            )
-        from tuner.tracking.model import log_model_on_run
-
-        log_model_on_run(
-            tracking_uri=uri,
-            run_id=run_id,
-            archive=Path(result.model_path),
-            registered_model_name=registered_model_name,
-            objective="validation:accuracy",
-            value=result.metrics.get("validation:accuracy"),
-            log=report,
-        )
-        client.set_terminated(run_id, "FINISHED")
-    except Exception as exc:  # noqa: BLE001 - the model is trained; only its record is missing
-        report(
-            f"mlflow: the training run could not be recorded at {uri}: {type(exc).__name__}: {exc}"
-        )
-        return None
-    report(f"mlflow: recorded run {run_id} in experiment {experiment_name!r} at {uri}")
-    return run_id
+        now = now_ms()
+        metrics = tuple(Metric(k, v, now, 0) for k, v in summary.items())
+        self.recorder.submit(LogBatch(key, metrics=metrics, tags=tags))
+        self.recorder.submit(EndRun(key, status, now))
