@@ -19,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from tuner import layout
 from tuner.errors import SearchSpaceError
 from tuner.layout import PrunedLog, StudyInfo, read_study_file, write_study_file
-from tuner.space.loading import SearchSpace, canonical
-from tuner.space.sampling import build_sampler
+from tuner.space import SearchSpace, build_sampler
+from tuner.study import live
+from tuner.study.asha import RecordingASHA
+from tuner.study.criteria import CompletionCriteria
+from tuner.study.progress import TrialProgress
 from tuner.study.results import load_trials, summarize_study
-from tuner.study.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
 from tuner.study.searcher import StudySearcher
 from tuner.study.trainable import TrialSettings, train_trial
+from tuner.study.warm_start import warm_trials
 from tuner.summary import StudySummary
 
 __all__ = ["is_interrupted", "run_study", "study_exists"]
@@ -101,51 +103,6 @@ def study_exists(space: SearchSpace) -> bool:
     )
 
 
-def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
-    """Earlier studies' finished and pruned trials, as Optuna trials of this space."""
-    dims = {d.name: d for d in space.dimensions}
-    trials = []
-    for study_dir in map(Path, space.warm_start.studies):
-        info = read_study_file(study_dir)
-        if info.objective != space.objective or info.mode != space.mode:
-            raise SearchSpaceError(
-                f"warm_start.studies: {study_dir} optimised {info.mode} {info.objective}, "
-                f"but this study optimises {space.mode} {space.objective}"
-            )
-        for record in load_trials(study_dir, info.objective, info.mode):
-            if record.status not in ("finished", "pruned") or record.value is None:
-                continue
-            try:
-                config = {k: canonical(k, v) for k, v in record.config.items() if k in dims}
-            except (ValueError, TypeError):
-                continue
-            if not all(dims[k].is_active({**space.base, **config}) for k in config):
-                continue
-            distributions = space.distributions(config)
-            params = space.optuna_params(config)
-            if not all(
-                distributions[k]._contains(distributions[k].to_internal_repr(v))
-                for k, v in params.items()
-            ):
-                continue  # outside this study's ranges
-            pruned = record.status == "pruned"
-            trials.append(
-                optuna.trial.create_trial(
-                    state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
-                    value=None if pruned else record.value,
-                    params=params,
-                    distributions=distributions,
-                    intermediate_values={
-                        int(h["epoch"]): h[space.objective]
-                        for h in record.history
-                        if space.objective in h and math.isfinite(h[space.objective])
-                    },
-                    user_attrs={"warm_start_from": f"{info.name}/{record.trial_id}"},
-                )
-            )
-    return trials
-
-
 def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
     """Remove trial directories that Ray's last experiment snapshot does not know and that hold no
     finished trial: a study killed right after starting a trial leaves one (the restored searcher
@@ -204,13 +161,8 @@ def _ensure_ray(space: SearchSpace, level: int = logging.ERROR) -> None:
 def _tracker(space: SearchSpace, pruned: PrunedLog, log: Callable[[str], None]) -> Any:
     if not space.tracking.enabled:
         return None
-    try:
-        from tuner.tracking.tracker import StudyTracker
-    except ModuleNotFoundError as exc:
-        if exc.name != "tuner.tracking.tracker":
-            raise
-        log("tracking is off: tuner.tracking is not available")
-        return None
+    from tuner.tracking import StudyTracker
+
     return StudyTracker(
         tracking_uri=space.tracking_uri,
         experiment_name=space.tracking.experiment_name or space.name,
@@ -254,13 +206,13 @@ def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
         max_parallel=space.limits.max_parallel,
         options=space.sampler.options,
     )
-    searcher = StudySearcher(space, sampler, pruned, _warm_trials(space))
+    searcher = StudySearcher(space, sampler, pruned, warm_trials(space))
     if space.pruner.name == "asha":
         # metric and mode given here, not left to Ray: tuner.pkl keeps this object as it is now,
         # and a restored study would otherwise get an ASHA without a metric that prunes nothing
         scheduler: Any = RecordingASHA(
             pruned,
-            int(space.base.get("epochs", 30)),
+            default_epochs=space.default_epochs,
             metric=space.objective,
             mode=space.mode,
             max_t=space.max_t,
@@ -288,21 +240,22 @@ def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=space.limits.max_retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=_callbacks(str(space.study_dir)),
     )
     return tune.Tuner(_trainable(space), tune_config=tune_config, run_config=run_config)
 
 
-def _install(tuner: Any, criteria: CompletionCriteria, callbacks: list[Any]) -> Any:
-    """Hand this run's callbacks and completion criteria to the Tuner; returns its searcher.
+def _callbacks(study_key: str) -> list[Any]:
+    """The study's Ray callbacks. Ray pickles them into tuner.pkl with the rest of the run config
+    and gives them back on `Tuner.restore`, so each holds the study's key only and finds this
+    run's objects (`tuner.study.live`, the live tracker) in the process that runs the study."""
+    from ray.tune.logger import JsonLoggerCallback
 
-    Ray pickles the RunConfig and TuneConfig into tuner.pkl when the Tuner is made and unpickles
-    them on restore; callbacks hold this process's state (the tracker its MLflow client), so they
-    are set after that, each time the study runs (Ray offers no public setter for this)."""
-    internal = tuner._local_tuner
-    internal.get_run_config().callbacks = callbacks
-    searcher = internal._tune_config.search_alg
-    searcher.criteria = criteria
-    return searcher
+    from tuner.study.callbacks import ProgressCallback
+    from tuner.tracking import tracking_callback
+
+    # JsonLogger is the only logger Ray runs (_RAY_SETTINGS): result.json and params.json
+    return [JsonLoggerCallback(), ProgressCallback(study_key), tracking_callback(study_key)]
 
 
 def run_study(
@@ -319,7 +272,6 @@ def run_study(
     `verbose` lets Ray's, Optuna's and MLflow's INFO and WARNING lines through (else only errors).
     """
     from ray.tune import Tuner
-    from ray.tune.logger import JsonLoggerCallback
 
     study_dir = space.study_dir
     existing = study_exists(space)
@@ -365,29 +317,29 @@ def run_study(
         space.limits.target_value,
         space.limits.max_trials_not_improving,
     )
-    progress = ProgressCallback(
+    progress = TrialProgress(
         space.objective, space.mode, space.limits.max_trials, space.max_t, pruned, stopper, log
     )
     progress.resume_from(load_trials(study_dir, space.objective, space.mode))
-    # the only logger Ray runs (_RAY_SETTINGS): result.json and params.json for results.py, resume
-    callbacks: list[Any] = [JsonLoggerCallback(), progress]
+    study_key = str(study_dir)
+    running = live.LiveStudy(criteria=stopper, progress=progress)
+    live.register(study_key, running)
     tracker = _tracker(space, pruned, log)
-    if tracker is not None:
-        tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
-        callbacks.append(tracker.ray_callback())
-    searcher = _install(tuner, stopper, callbacks)
     try:
+        if tracker is not None:
+            tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
         with _ray_settings():
             tuner.fit()
         _drop_orphans(study_dir, log)
         if stopper.reason:
             log(f"study ended early: {stopper.reason}")
-        summary = summarize_study(study_dir, optuna_study=getattr(searcher, "study", None))
+        summary = summarize_study(study_dir, optuna_study=running.optuna_study)
         if is_interrupted(summary):
             log(f"the study was interrupted; `tune run {space.source or 'SPACE'}` continues it")
         elif tracker is not None:
             tracker.finish_study(summary)
     finally:
+        live.unregister(study_key)
         if tracker is not None:
             tracker.close()  # marks an unfinished study's run KILLED; nothing after finish_study
     return summary

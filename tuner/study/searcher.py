@@ -6,6 +6,10 @@ with define-by-run spaces (ray #18587, #35319). This searcher asks Optuna with t
 define-by-run function, reports every epoch as an intermediate value (step = epoch), tells Optuna
 `PRUNED` for trials ASHA stopped, and warm-starts by enqueueing points (`enqueue_trial`) and adding
 earlier trials (`add_trial`).
+
+Ray pickles the searcher into the study and restores it on a resume, so it holds no object of
+the running process: it finds the completion criteria in `tuner.study.live` by the study's key,
+and leaves its Optuna study there for the summary.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ray.tune.search import Searcher
 
 from tuner.layout import PrunedLog
 from tuner.space.loading import SearchSpace
+from tuner.study.live import LiveStudy, live_study
 
 __all__ = ["StudySearcher"]
 
@@ -52,17 +57,25 @@ class StudySearcher(Searcher):
         # Ray's own count of samples is not exact across a restore; this one is saved with the
         # searcher, in the same snapshot as the trials Ray restores
         self._suggested = 0
-        self.criteria: Any = None  # set for each run: an object whose `met` ends the study
+        self.study_key = str(space.study_dir)
 
     @property
     def study(self) -> optuna.Study:
         """The Optuna study (for plots and `StudySummary.optuna_study`)."""
         return self._study
 
+    def _check_in(self) -> LiveStudy | None:
+        """This run's objects of the study, told which Optuna study is the searcher's."""
+        live = live_study(self.study_key)
+        if live is not None:
+            live.optuna_study = self._study
+        return live
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
+        live = self._check_in()
         if trial_id not in self._live and (
             self._suggested >= self._space.limits.max_trials
-            or (self.criteria is not None and self.criteria.met)
+            or (live is not None and live.criteria.met)
             or getattr(self._study.sampler, "is_exhausted", lambda s: False)(self._study)
         ):
             return Searcher.FINISHED  # type: ignore[return-value]
@@ -91,6 +104,7 @@ class StudySearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        self._check_in()
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
@@ -107,19 +121,12 @@ class StudySearcher(Searcher):
         else:
             self._study.tell(trial, float(value))
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "criteria"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, criteria=None)
-
     def save(self, checkpoint_path: str) -> None:
         tmp = f"{checkpoint_path}.tmp"
         with open(tmp, "wb") as f:
-            pickle.dump({k: v for k, v in self.__dict__.items() if k != "criteria"}, f)
+            pickle.dump(self.__dict__, f)
         os.replace(tmp, checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))  # noqa: S301 - our own study directory
-        self.criteria = None
