@@ -273,4 +273,3 @@ def test_warm_points_are_asked_first(tmp_path: Path, assets: Path) -> None:
     searcher = _searcher(warm)
     assert searcher.suggest("a") == point
     assert isinstance(searcher.study, optuna.Study)
-

@@ -31,6 +31,7 @@ from tuner.space.sagemaker_fields import (
 
 __all__ = ["Conversion", "convert_tuning_job", "space_from_sagemaker"]
 
+
 @dataclass
 class Conversion:
     """The YAML-shaped mapping made from a SageMaker definition, and what was mapped or ignored."""
