@@ -4,6 +4,7 @@ the version `constraints.txt` pins."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -25,11 +26,11 @@ def test_every_engine_the_adapter_reads_is_pinned() -> None:
         assert "==" in _pin(engine), f"{engine} is read by tuner.engine_internals but not pinned"
 
 
-def test_mlflows_global_uris_are_read_as_its_public_setters_set_them(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.delenv(name, raising=False)  # put back after the test
+def test_mlflows_global_uris_are_read_as_its_public_setters_set_them(tmp_path: Path) -> None:
+    # the setters also set these variables (set_registry_uri(None) leaves its own): put back after
+    saved_env = {
+        name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
     where = f"tuner.engine_internals reads {', '.join(PINNED['mlflow'])}"
     try:
         before = mlflow_global_uris()
@@ -50,3 +51,8 @@ def test_mlflows_global_uris_are_read_as_its_public_setters_set_them(
     finally:
         mlflow.set_tracking_uri(before[0])  # type: ignore[arg-type]
         mlflow.set_registry_uri(before[1])  # type: ignore[arg-type]
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

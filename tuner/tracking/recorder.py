@@ -21,7 +21,7 @@ from pathlib import Path
 from trainer.errors import UserError
 from tuner import layout
 from tuner.layout import write_text_atomic
-from tuner.tracking.records import CreateRun, Record, decode, encode, op_name
+from tuner.tracking.records import RECORD_TYPES, CreateRun, Record, decode, encode, op_name
 from tuner.tracking.store import TrackingStore, is_permanent
 
 __all__ = ["Recorder", "TrackingUnavailableError", "sync_spool"]
@@ -98,7 +98,10 @@ class Recorder:
         self.store.forget_runs()
 
     def submit(self, record: Record) -> None:
-        """Queue one record; applied (or spooled) in order. Never blocks, never raises."""
+        """Queue one record; applied (or spooled) in order. Never blocks; raises only `TypeError`
+        for what is not a record (a store that fails is reported, never raised)."""
+        if not isinstance(record, RECORD_TYPES):
+            raise TypeError(f"not a tracking record: {record!r}")
         if self._thread is None:
             self._handle(record)
         else:

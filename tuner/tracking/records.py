@@ -21,6 +21,7 @@ __all__ = [
     "LogModel",
     "LogText",
     "Metric",
+    "RECORD_TYPES",
     "Record",
     "decode",
     "encode",
@@ -124,6 +125,7 @@ class LogModel:
 
 
 Record = CreateRun | LogBatch | EndRun | LogText | LogArtifact | LogModel
+RECORD_TYPES = (CreateRun, LogBatch, EndRun, LogText, LogArtifact, LogModel)
 
 # the spool's operation names
 _OPS: dict[str, type[Record]] = {
