@@ -52,8 +52,8 @@ class Recorder:
     store is away, the problem is reported once (through `log`), that record and every later one
     go to the spool file, and every `retry_seconds` the spool is replayed; the first replay that
     succeeds reports that the store is back. `close` drains the queue; what is still spooled stays
-    on disk for `sync_spool` (`tune results --sync`). `subject` begins the outage message's
-    second half ("the study goes on and" spools what is not recorded to ...).
+    on disk for `sync_spool` (`tune results --sync`). `outage` ends the message that reports the
+    store away (`{spool}`: the spool folder).
     """
 
     def __init__(
@@ -64,10 +64,10 @@ class Recorder:
         retry_seconds: float = 15.0,
         log: Callable[[str], None] | None = None,
         background: bool = True,
-        subject: str = "the study goes on and",
+        outage: str = "the study goes on and spools what is not recorded to {spool}",
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.subject = subject
+        self.outage = outage
         self.study_dir = Path(study_dir)
         self.retry_seconds = retry_seconds
         self._report = log or (lambda message: print(message, file=sys.stderr))
@@ -212,7 +212,7 @@ class Recorder:
             )
             self._report(
                 f"mlflow: cannot record to {self.tracking_uri} ({first_line[:300]}); "
-                f"{self.subject} spools what is not recorded to {self.spool_path.parent}"
+                + self.outage.format(spool=self.spool_path.parent)
             )
 
     def _spool(self, records: list[Record]) -> None:

@@ -45,7 +45,13 @@ def record_training_run(
     fail_fast_over_http(uri)
     folder = Path(folder) if folder is not None else Path(result.model_path).resolve().parent
     key = f"train:{uuid.uuid4().hex[:12]}"
-    recorder = Recorder(uri, folder, log=report, background=False, subject="the model is written;")
+    recorder = Recorder(
+        uri,
+        folder,
+        log=report,
+        background=False,
+        outage="the model is written; what is not recorded is spooled to {spool}",
+    )
     submit = recorder.submit
     tags = {"tuner.role": "train", "stopped_early": str(result.stopped_early)}
     location = artifact_location(uri, experiment_name)
