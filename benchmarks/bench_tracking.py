@@ -96,7 +96,12 @@ def _store(folder: Path, server: bool) -> Iterator[str]:
     if not server:
         yield f"sqlite:///{folder / 'mlflow.db'}"
         return
-    from tuner.mlflow_server import free_port, start_mlflow_server, stop_server, wait_until_healthy
+    from tuner.tracking.server import (
+        free_port,
+        start_mlflow_server,
+        stop_server,
+        wait_until_healthy,
+    )
 
     port = free_port()
     process = start_mlflow_server(

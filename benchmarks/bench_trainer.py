@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 
+from trainer.data import InMemoryLoaders
 from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
-from trainer.loop import InMemoryLoaders, fit
+from trainer.loop import fit
 from trainer.models import build_model
 from trainer.optim import build_optimizer
 from trainer.precision import cpu_capability, resolve_device, resolve_precision

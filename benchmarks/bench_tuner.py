@@ -72,35 +72,30 @@ def _quickstart(study_dir: Path, name: str, **changes: Any) -> dict[str, Any]:
 def _trial_rows(study_dir: Path, summary: Any) -> list[dict[str, Any]]:
     """Each trial of a finished study in the order they started (Optuna numbers its trials in the
     order they were asked for): epochs run, validation accuracy per epoch and best, fit seconds,
-    sampled hyperparameters."""
+    sampled hyperparameters. Read through `tuner.study.load_trials` and `tuner.layout`."""
+    from tuner.layout import TrialFiles
+    from tuner.study import load_trials
+
     order = {
         t.user_attrs["ray_trial_id"]: t.number
         for t in summary.optuna_study.trials
         if "ray_trial_id" in t.user_attrs
     }
     rows = []
-    for trial in study_dir.glob("trial_*"):
-        results = [
-            json.loads(line)
-            for line in (trial / "result.json").read_text().splitlines()
-            if line.strip()
-        ]
-        results = [r for r in results if "epoch" in r]
-        if not results:
+    for record in load_trials(study_dir, summary.objective, summary.mode):
+        if not record.history:
             continue
-        outcome = trial / "outcome.json"
-        history = [r["validation:accuracy"] for r in results]
+        outcome = TrialFiles(study_dir, record.trial_id).read_outcome()
+        history = [epoch["validation:accuracy"] for epoch in record.history]
         rows.append(
             {
-                "start": order[trial.name.removeprefix("trial_")],
-                "epochs": len({r["epoch"] for r in results}),
+                "start": order[record.trial_id],
+                "epochs": len(record.history),
                 "history": history,
-                "config": results[-1].get("config", {}),
+                "config": record.config,
                 "best": max(history),
-                "epoch_seconds": sum(r["epoch_seconds"] for r in results),
-                "fit_seconds": json.loads(outcome.read_text())["fit_seconds"]
-                if outcome.is_file()
-                else None,
+                "epoch_seconds": sum(epoch["epoch_seconds"] for epoch in record.history),
+                "fit_seconds": outcome.fit_seconds if outcome is not None else None,
             }
         )
     return sorted(rows, key=lambda r: r["start"])
@@ -173,7 +168,7 @@ def _training_seed() -> int:
 @functools.cache
 def _quickstart_pruner() -> Any:
     """The quickstart's pruner section, with the schema's defaults for what it leaves out."""
-    from tuner.schema import PrunerSection
+    from tuner.space.schema import PrunerSection
 
     return PrunerSection.model_validate(_quickstart_yaml()["pruner"])
 

@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "resolve_precision": "trainer.precision",
     "resolve_device": "trainer.precision",
     "FitResult": "trainer.loop",
-    "InMemoryLoaders": "trainer.loop",
+    "InMemoryLoaders": "trainer.data.memory",
     "STATE_FILE": "trainer.loop",
     "fit": "trainer.loop",
     "train_one_epoch": "trainer.loop",

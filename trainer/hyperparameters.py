@@ -19,6 +19,7 @@ from trainer.errors import HyperparameterError
 
 __all__ = [
     "CIFAR_DEPTHS",
+    "DEFAULT_EPOCHS",
     "IMAGENET_DEPTHS",
     "SPECS",
     "Hyperparameters",
@@ -32,6 +33,7 @@ AUGMENTATION_TYPES = ("crop", "crop_color", "crop_color_transform")
 OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop", "nag")
 KV_STORES = ("dist_sync", "dist_async")
 PRECISIONS = ("float32", "float16")
+DEFAULT_EPOCHS = 30  # SageMaker's default for `epochs`
 
 # Keys SageMaker itself adds to a training job's hyperparameters (e.g. `_tuning_objective_metric`
 # from Automatic Model Tuning, `sagemaker_*` from the SDK): accepted and ignored.
@@ -52,7 +54,7 @@ class Hyperparameters:
     early_stopping_min_epochs: int = 10
     early_stopping_patience: int = 5
     early_stopping_tolerance: float = 0.0
-    epochs: int = 30
+    epochs: int = DEFAULT_EPOCHS
     eps: float = 1e-8
     gamma: float = 0.9
     image_shape: tuple[int, int, int] = (3, 224, 224)
@@ -279,7 +281,7 @@ def _cross_field_problems(hp: dict[str, Any], invalid: set[str]) -> list[str]:
     already has a problem (a default in its place would give a misleading message)."""
     hp = {k: v for k, v in hp.items() if not _depends_on(k, invalid)}
     problems = []
-    epochs = hp.get("epochs", 30)
+    epochs = hp.get("epochs", DEFAULT_EPOCHS)
     if hp.get("checkpoint_frequency") is not None and hp["checkpoint_frequency"] > epochs:
         problems.append(
             f"checkpoint_frequency must be no greater than epochs ({epochs}), "

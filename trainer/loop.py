@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,8 @@ from trainer.artifacts import (
     load_incremental_weights,
     write_model_archive,
 )
+from trainer.data.config import DataConfig
+from trainer.data.memory import InMemoryLoaders
 from trainer.early_stopping import EarlyStopping
 from trainer.errors import HyperparameterError
 from trainer.hyperparameters import Hyperparameters
@@ -73,62 +75,6 @@ class TrainingData(Protocol):
     def class_counts(self) -> Sequence[int] | torch.Tensor | None: ...
 
     def set_epoch(self, epoch: int) -> None: ...
-
-
-class _Batches:
-    def __init__(
-        self, owner: InMemoryLoaders, images: torch.Tensor, labels: torch.Tensor, shuffle: bool
-    ) -> None:
-        self.owner, self.images, self.labels, self.shuffle = owner, images, labels, shuffle
-
-    def __iter__(self) -> Iterator[Batch]:
-        n, size = len(self.labels), self.owner.batch_size
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.owner.seed * 100_003 + self.owner.epoch)
-            rank, world_size = _world()  # every worker draws the same order and takes its share
-            order = torch.randperm(n, generator=generator)[rank::world_size]
-            order, n = order.to(self.images.device), len(order)
-            for start in range(0, n - size + 1 if n >= size else n, size):
-                index = order[start : start + size]
-                yield self.images[index], self.labels[index]
-        else:
-            for start in range(0, n, size):
-                yield self.images[start : start + size], self.labels[start : start + size]
-
-
-@dataclass
-class InMemoryLoaders:
-    """Images (uint8 NCHW, 0..255) and labels already in memory (or on the device): training
-    batches are reshuffled each epoch as a function of (seed, epoch), incomplete last batch
-    dropped, each torch.distributed worker taking its share; validation is in order."""
-
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    validation_images: torch.Tensor
-    validation_labels: torch.Tensor
-    batch_size: int
-    seed: int = 0
-    epoch: int = 0
-
-    def __post_init__(self) -> None:
-        self.train = _Batches(self, self.train_images, self.train_labels, shuffle=True)
-        self.validation = _Batches(self, self.validation_images, self.validation_labels, False)
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train_labels)
-
-    @property
-    def num_validation(self) -> int:
-        return len(self.validation_labels)
-
-    @property
-    def class_counts(self) -> torch.Tensor | None:
-        labels = self.train_labels
-        return labels.float().sum(0).cpu() if labels.dim() == 2 else None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
 
 @dataclass
@@ -229,9 +175,11 @@ def format_progress(metrics: Mapping[str, float], epochs: int) -> str:
     )
 
 
-def _loaders(hp: Hyperparameters, data: Any, seed: int, device: torch.device) -> TrainingData:
-    if hasattr(data, "train") and hasattr(data, "set_epoch"):
-        return data  # type: ignore[no-any-return]
+def _loaders(
+    hp: Hyperparameters, data: DataConfig | TrainingData, seed: int, device: torch.device
+) -> TrainingData:
+    if not isinstance(data, DataConfig):
+        return data
     from trainer.data import build_loaders
 
     # Under DDP each worker takes its share of every epoch, so the lr schedule's epoch length holds.
@@ -279,14 +227,17 @@ def _epoch_progress(
 
 
 def _incremental_weights(
-    hp: Hyperparameters, data: Any, log: Callable[[str], None]
-) -> dict[str, torch.Tensor] | None:
-    root = getattr(data, "root", None)
-    if root is None or not (Path(root) / "model").is_dir():
+    hp: Hyperparameters, data: DataConfig | TrainingData, log: Callable[[str], None]
+) -> tuple[dict[str, torch.Tensor], Path] | None:
+    """The weights of the `model/` channel's archive (incremental training), and that folder."""
+    if not isinstance(data, DataConfig):
         return None
-    weights = load_incremental_weights(Path(root) / "model", hp)
-    log(f"incremental training: starting from the model in {Path(root) / 'model'}")
-    return weights
+    model_dir = Path(data.root) / "model"
+    if not model_dir.is_dir():
+        return None
+    weights = load_incremental_weights(model_dir, hp)
+    log(f"incremental training: starting from the model in {model_dir}")
+    return weights, model_dir
 
 
 def _loss(hp: Hyperparameters, loaders: TrainingData, device: torch.device) -> nn.Module:
@@ -316,7 +267,7 @@ def _keep_checkpoint(
 
 def fit(
     hp: Hyperparameters,
-    data: Any,
+    data: DataConfig | TrainingData,
     output_dir: str | Path,
     *,
     report: Report | None = None,
@@ -358,7 +309,7 @@ def fit(
     initial = _incremental_weights(hp, data, log)
     model = build_model(hp)
     if initial is not None:
-        apply_weights(model, initial, Path(data.root) / "model")
+        apply_weights(model, *initial)
     channels_last = _CHANNELS_LAST.get(device.type, False)
     model.to(device)
     if channels_last:

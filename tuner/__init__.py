@@ -17,10 +17,10 @@ _EXPORTS: dict[str, str] = {
     "load_space": "tuner.space",
     "space_from_mapping": "tuner.space",
     "run_study": "tuner.study",
-    "StudySummary": "tuner.results",
-    "summarize_study": "tuner.results",
-    "format_leaderboard": "tuner.results",
-    "convert_tuning_job": "tuner.sagemaker",
+    "StudySummary": "tuner.summary",
+    "summarize_study": "tuner.study.results",
+    "format_leaderboard": "tuner.study.results",
+    "convert_tuning_job": "tuner.space.sagemaker",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainer.data import InMemoryLoaders
 from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
-from trainer.loop import InMemoryLoaders, fit
+from trainer.loop import fit
 
 torch.set_num_threads(2)
 

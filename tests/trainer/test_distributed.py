@@ -11,8 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from trainer.data import InMemoryLoaders
 from trainer.hyperparameters import parse_hyperparameters
-from trainer.loop import InMemoryLoaders, fit
+from trainer.loop import fit
 
 
 def _worker(rank: int, folder: str) -> None:

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from trainer.artifacts import load_model_archive
+from trainer.data import InMemoryLoaders
 from trainer.early_stopping import EarlyStopping
 from trainer.errors import HyperparameterError
-from trainer.loop import STATE_FILE, InMemoryLoaders, fit
+from trainer.loop import STATE_FILE, fit
 
 PROGRESS = re.compile(
     r"^epoch (\d+)/(\d+) train:accuracy=([0-9.]+) .*validation:accuracy=([0-9.]+) .*"

@@ -9,7 +9,7 @@ from subprocess import Popen
 
 import pytest
 
-from tuner.mlflow_server import free_port, start_mlflow_server, stop_server, wait_until_healthy
+from tuner.tracking.server import free_port, start_mlflow_server, stop_server, wait_until_healthy
 
 
 @dataclass

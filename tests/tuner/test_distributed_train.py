@@ -18,13 +18,13 @@ import torch
 from PIL import Image
 
 from trainer.artifacts import load_model_archive
-from trainer.data import DataConfig, build_loaders
+from trainer.data import DataConfig, InMemoryLoaders, build_loaders
 from trainer.hyperparameters import parse_hyperparameters
-from trainer.loop import InMemoryLoaders, fit
+from trainer.loop import fit
 from trainer.models import build_model
 from trainer.predict import Predictor
 from tuner.cli import main
-from tuner.parameter_server import ParameterServerClient, start_parameter_server
+from tuner.distributed.parameter_server import ParameterServerClient, start_parameter_server
 
 HP = {
     "num_classes": "10",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.pytorch
@@ -16,9 +17,9 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from tuner.mlflow_model import log_model_on_run
-from tuner.mlflow_server import free_port
+from tuner.layout import SPOOL_DIR
 from tuner.tracking import record_training_run
+from tuner.tracking.model import log_model_on_run
 
 
 @pytest.fixture(scope="module")
@@ -201,25 +202,48 @@ def test_a_training_run_is_recorded_with_epoch_metrics_and_the_model(
     assert client.search_logged_models([run.info.experiment_id])
 
 
-def test_an_unreachable_store_loses_the_record_not_the_training_run(
-    tmp_path: Path, trained: tuple[object, object], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.slow  # starts a real server
+def test_a_training_run_recorded_while_the_store_is_down_is_spooled_and_synced_later(
+    tmp_path: Path,
+    trained: tuple[object, object],
+    own_mlflow_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from tuner.cli import main
+
     hp, result = trained
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     messages: list[str] = []
-    uri = f"http://127.0.0.1:{free_port()}"
-    assert (
-        record_training_run(
-            hp,
-            result,
-            tracking_uri=uri,  # type: ignore[arg-type]
-            experiment_name="x",
-            log=messages.append,
-        )
-        is None
+    out = tmp_path / "out"
+    run_id = record_training_run(
+        hp,
+        result,
+        tracking_uri=own_mlflow_server.uri,  # a real server, not started yet
+        experiment_name="offline-train",
+        folder=out,
+        log=messages.append,
     )
-    assert len(messages) == 1 and uri in messages[0]
+    assert run_id is None
+    assert len([m for m in messages if "cannot record" in m]) == 1  # reported once
+    assert any(f"tune results {out} --sync" in m for m in messages)
     assert Path(result.model_path).is_file()  # type: ignore[attr-defined]
+    assert (out / SPOOL_DIR).is_dir()
+
+    own_mlflow_server.start()
+    main(["results", str(out), "--sync"])
+    assert "mlflow: recorded" in capsys.readouterr().out
+    client = MlflowClient(own_mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("offline-train").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["num_layers"] == "20"
+    history = client.get_metric_history(run.info.run_id, "validation:accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert run.data.metrics["images_per_second"] > 0
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model_archive"}
+    main(["results", str(out), "--sync"])  # nothing twice
+    assert "nothing spooled" in capsys.readouterr().out
 
 
 def test_tune_train_records_its_run_when_given_a_tracking_uri(

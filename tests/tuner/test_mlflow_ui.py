@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from tuner.mlflow_server import free_port
-from tuner.tracking_store import Recorder
+from tuner.tracking.recorder import Recorder
+from tuner.tracking.records import CreateRun, LogBatch, Metric
+from tuner.tracking.server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -40,27 +41,14 @@ def _record_study(uri: str, study_dir: Path, experiment: str) -> Recorder:
     """A parent run and two trial runs with a metric each, as the tracker writes them."""
     recorder = Recorder(uri, study_dir, background=False)
     now = int(time.time() * 1000)
-    recorder.submit(
-        {
-            "op": "create_run",
-            "key": "study",
-            "experiment": experiment,
-            "run_name": f"{experiment}-study",
-        }
-    )
+    recorder.submit(CreateRun("study", experiment, run_name=f"{experiment}-study"))
     for trial in ("t1", "t2"):
         key = f"trial:{trial}"
         recorder.submit(
-            {
-                "op": "create_run",
-                "key": key,
-                "parent": "study",
-                "experiment": experiment,
-                "run_name": f"{experiment}-{trial}",
-            }
+            CreateRun(key, experiment, parent="study", run_name=f"{experiment}-{trial}")
         )
         recorder.submit(
-            {"op": "log", "key": key, "step": 1, "metrics": [["validation:accuracy", 0.5, now, 1]]}
+            LogBatch(key, step=1, metrics=(Metric("validation:accuracy", 0.5, now, 1),))
         )
     assert recorder.close() == 0
     return recorder
@@ -208,7 +196,7 @@ def test_the_mlflow_ui_lists_the_study_runs(tmp_path: Path, mlflow_server: Any) 
     if binary is None:
         pytest.skip("chromium is not installed (`make chromium` installs it with apt-get as root)")
     recorder = _record_study(mlflow_server.uri, tmp_path / "study", "ui-study")
-    experiment_id = recorder.client.get_experiment_by_name("ui-study").experiment_id
+    experiment_id = recorder.store.client.get_experiment_by_name("ui-study").experiment_id
     page = f"{mlflow_server.uri}/#/experiments/{experiment_id}/runs"
 
     dom = _run_chromium(binary, tmp_path / "profile-dom", "--dump-dom", page)

@@ -9,7 +9,8 @@ import pandas as pd
 from click.testing import CliRunner
 
 from tuner.cli import cli
-from tuner.results import format_leaderboard, summarize_study, write_study_file
+from tuner.layout import write_study_file
+from tuner.study import format_leaderboard, summarize_study
 
 FIXED = {
     "num_classes": 10,
@@ -189,7 +190,7 @@ def test_tune_results_on_a_folder_that_is_not_a_study(tmp_path: Path) -> None:
 def test_the_pruned_log_is_per_trial_and_a_finished_trial_is_not_pruned(tmp_path: Path) -> None:
     import pickle
 
-    from tuner.searcher import PrunedLog
+    from tuner.layout import PrunedLog
 
     log = PrunedLog(tmp_path)
     log.record("p", 2)

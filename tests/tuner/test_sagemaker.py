@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from tuner.cli import cli
 from tuner.errors import SearchSpaceError
-from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
 from tuner.space import load_space
+from tuner.space.sagemaker import convert_tuning_job, space_from_sagemaker
 
 # What the SageMaker Python SDK 2.x sends: all three range lists (one empty), ScalingType "Auto",
 # str() numbers, a tuned name absent from the static ones, SDK-added keys, the newer

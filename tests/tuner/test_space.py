@@ -253,7 +253,7 @@ def test_grid_sampler_needs_discrete_parameters(tmp_path: Path) -> None:
     tracking: {enabled: false}
     """
     space = load_space(write(tmp_path, text))
-    from tuner.sampling import build_sampler
+    from tuner.space.sampling import build_sampler
 
     sampler = build_sampler("grid", list(space.dimensions), seed=0, max_parallel=1, options={})
     configs = sample(space, sampler, 6)

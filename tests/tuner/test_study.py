@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.results import summarize_study
 from tuner.space import load_space
 from tuner.study import run_study
+from tuner.study.results import summarize_study
 
 pytestmark = pytest.mark.slow
 
@@ -181,8 +181,8 @@ def test_early_stops_recorded_in_a_resumed_run_survive_rays_experiment_sync(
     # as `running` (the study said "interrupted" and exited 130).
     from ray import cloudpickle, tune
 
-    from tuner.searcher import PrunedLog
-    from tuner.study import _trial_dirname, _trial_name
+    from tuner.layout import PrunedLog
+    from tuner.study.running import _trial_dirname, _trial_name
 
     # Ray's workers cannot import this test module by name: ship the trainable by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -195,11 +195,16 @@ def test_early_stops_recorded_in_a_resumed_run_survive_rays_experiment_sync(
     tune_config = tune.TuneConfig(
         num_samples=1, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname
     )
+    # the callback is given when the study starts, as run_study gives its own: Ray keeps it in
+    # tuner.pkl and runs it again in the restored run
+    run_config = tune.RunConfig(
+        name="exp", storage_path=str(tmp_path), verbose=0, callbacks=[Prunes()]
+    )
     first = tune.Tuner(
         _fails_first,
         param_space={"marker": str(tmp_path / "marker")},
         tune_config=tune_config,
-        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0),
+        run_config=run_config,
     ).fit()
     (trial_dir,) = [Path(r.path) for r in first]
     trial_id = trial_dir.name.removeprefix("trial_")
@@ -207,7 +212,6 @@ def test_early_stops_recorded_in_a_resumed_run_survive_rays_experiment_sync(
     PrunedLog(study_dir).record("earlier", 2)  # a trial stopped before the restore
 
     tuner = tune.Tuner.restore(str(study_dir), trainable=_fails_first, resume_errored=True)
-    tuner._local_tuner.get_run_config().callbacks = [Prunes()]  # as tuner.study._install does
     assert not tuner.fit().errors
 
     assert PrunedLog(study_dir).epoch("earlier") == 2
@@ -346,7 +350,7 @@ def test_engines_chatter_is_kept_out_unless_verbose(monkeypatch: pytest.MonkeyPa
 
     import optuna
 
-    from tuner.study import _quiet_engines
+    from tuner.study.running import _quiet_engines
 
     monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     try:

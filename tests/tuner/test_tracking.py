@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tuner.results import StudySummary
+from tuner.summary import StudySummary
 from tuner.tracking import StudyTracker, absolute_tracking_uri, resolve_tracking_uri
 
 MAX_T = 4

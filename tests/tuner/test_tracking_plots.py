@@ -8,8 +8,8 @@ import optuna
 import pandas as pd
 from PIL import Image
 
-from tuner.plots import render_study_plots
-from tuner.results import StudySummary
+from tuner.summary import StudySummary
+from tuner.tracking.plots import render_study_plots
 
 OBJECTIVE = "validation:accuracy"
 

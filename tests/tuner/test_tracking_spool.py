@@ -11,14 +11,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from tuner.mlflow_server import free_port
-from tuner.tracking_store import (
-    RUNS_FILE,
-    SPOOL_DIR,
-    Recorder,
-    TrackingUnavailableError,
-    sync_spool,
-)
+from tuner.layout import RUNS_FILE, SPOOL_DIR
+from tuner.tracking.recorder import Recorder, TrackingUnavailableError, sync_spool
+from tuner.tracking.records import CreateRun, LogBatch, Metric, Record
+from tuner.tracking.server import free_port
 
 pytestmark = pytest.mark.slow  # each test starts a real server (seconds)
 
@@ -29,31 +25,24 @@ def _fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
-def _epoch(key: str, epoch: int) -> dict[str, Any]:
+def _epoch(key: str, epoch: int) -> LogBatch:
     now = int(time.time() * 1000)
-    return {
-        "op": "log",
-        "key": key,
-        "step": epoch,
-        "metrics": [
-            ["validation:accuracy", 0.1 * epoch, now, epoch],
-            ["train:loss", 1.0, now, epoch],
-        ],
-    }
+    return LogBatch(
+        key,
+        step=epoch,
+        metrics=(
+            Metric("validation:accuracy", 0.1 * epoch, now, epoch),
+            Metric("train:loss", 1.0, now, epoch),
+        ),
+    )
 
 
-def _study_ops(experiment: str) -> list[dict[str, Any]]:
+def _study_ops(experiment: str) -> list[Record]:
     return [
-        {"op": "create_run", "key": "study", "experiment": experiment, "run_name": "s"},
-        {"op": "log", "key": "study", "params": {"sampler": "tpe"}},
-        {
-            "op": "create_run",
-            "key": "trial:a",
-            "parent": "study",
-            "experiment": experiment,
-            "tags": {"ray.trial_id": "a"},
-        },
-        {"op": "log", "key": "trial:a", "params": {"learning_rate": "0.1"}},
+        CreateRun("study", experiment, run_name="s"),
+        LogBatch("study", params={"sampler": "tpe"}),
+        CreateRun("trial:a", experiment, parent="study", tags={"ray.trial_id": "a"}),
+        LogBatch("trial:a", params={"learning_rate": "0.1"}),
     ]
 
 
@@ -163,7 +152,7 @@ def test_tune_results_sync_records_the_spool_once_the_studys_store_is_back(
     tmp_path: Path, own_mlflow_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tuner.cli import main
-    from tuner.results import write_study_file
+    from tuner.layout import write_study_file
 
     study = tmp_path / "study"
     write_study_file(

@@ -11,6 +11,7 @@ from trainer.data.loaders import (
 )
 from trainer.data.lst import LstEntry, read_lst, write_lst
 from trainer.data.manifest import ManifestEntry, read_manifest
+from trainer.data.memory import InMemoryLoaders
 from trainer.data.pack import PackResult, pack_images
 from trainer.data.recordio import (
     ImageRecord,
@@ -32,6 +33,7 @@ __all__ = [
     "DataConfig",
     "EpochLoader",
     "ImageRecord",
+    "InMemoryLoaders",
     "Loaders",
     "LstEntry",
     "ManifestEntry",

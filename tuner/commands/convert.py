@@ -44,7 +44,7 @@ __all__ = ["command"]
     help="The local data directory (data.path); without it data.path must be edited.",
 )
 def command(json_path: Path, output: Path | None, data_dir: Path | None) -> None:
-    from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
+    from tuner.space.sagemaker import convert_tuning_job, space_from_sagemaker
 
     conversion = convert_tuning_job(json_path, data_dir=data_dir)
     if data_dir is not None:

@@ -20,6 +20,7 @@ __all__ = ["command"]
     With --sync, what the study could not record while its MLflow tracking store was unreachable
     (spooled in STUDY_DIR/mlflow-spool/) is first recorded to that store; if it is still
     unreachable, nothing is printed and the exit code is 2 (the spool is kept for a later try).
+    A `tune train --track` output directory can be synced the same way.
 
     \b
     Example:
@@ -41,7 +42,8 @@ __all__ = ["command"]
     help="First record the MLflow operations spooled while the study's tracking store was down.",
 )
 def command(study_dir: Path, top: int | None, csv_path: Path | None, sync: bool) -> None:
-    from tuner.results import format_leaderboard, summarize_study
+    from tuner.layout import STUDY_FILE
+    from tuner.study import format_leaderboard, summarize_study
 
     if sync:
         from tuner.tracking import sync_spool
@@ -52,6 +54,8 @@ def command(study_dir: Path, top: int | None, csv_path: Path | None, sync: bool)
             if recorded
             else "mlflow: nothing spooled, nothing to record"
         )
+        if not (study_dir / STUDY_FILE).is_file():
+            return  # a `tune train --track` output: its records were all there is
     summary = summarize_study(study_dir)
     frame = summary.leaderboard
     click.echo(format_leaderboard(frame, summary.objective, limit=top))

@@ -23,7 +23,7 @@ def load_study_definition(
         if data_dir is not None:
             raise SearchSpaceError("--data applies to SageMaker JSON; in a YAML set data.path")
         return load_space(path)
-    from tuner.sagemaker import convert_tuning_job, space_from_sagemaker
+    from tuner.space.sagemaker import convert_tuning_job, space_from_sagemaker
 
     if data_dir is None:
         raise SearchSpaceError(
@@ -73,8 +73,8 @@ def load_study_definition(
     "--verbose", is_flag=True, help="Also show Ray's, Optuna's and MLflow's own INFO/WARNING lines."
 )
 def command(space_path: Path, resume: bool, data_dir: Path | None, top: int, verbose: bool) -> None:
-    from tuner.results import format_leaderboard
     from tuner.study import is_interrupted, run_study
+    from tuner.study.results import format_leaderboard
 
     space = load_study_definition(space_path, data_dir)
     summary = run_study(space, resume=True if resume else None, verbose=verbose)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,7 +104,9 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
     "--track/--no-track",
     default=None,
     help="Record the run in MLflow (params, per-epoch metrics, the model). Default: on when "
-    "--tracking-uri or MLFLOW_TRACKING_URI is set; --track alone records to sqlite:///mlflow.db.",
+    "--tracking-uri or MLFLOW_TRACKING_URI is set; --track alone records to sqlite:///mlflow.db. "
+    "While the store is unreachable the records wait in OUTPUT/mlflow-spool/ "
+    "(`tune results OUTPUT --sync` records them).",
 )
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (implies --track).")
 @click.option(
@@ -160,6 +161,7 @@ def command(
     from trainer.data import DataConfig
     from trainer.hyperparameters import parse_hyperparameters
     from trainer.loop import fit
+    from tuner.tracking_uri import tracking_requested, training_tracking_uri
 
     hp = parse_hyperparameters(hyperparameters_from(hp_file, pairs))
     cache = None if cache_mib is None else cache_mib << 20
@@ -182,15 +184,15 @@ def command(
         )
     metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith(":accuracy"))
     click.echo(f"model written to {result.model_path} (best epoch {result.best_epoch}; {metrics})")
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if track or (track is None and uri):
+    if tracking_requested(track, tracking_uri):
         from tuner.tracking import record_training_run
 
         record_training_run(
             hp,
             result,
-            tracking_uri=uri or "sqlite:///mlflow.db",
+            tracking_uri=training_tracking_uri(tracking_uri),
             experiment_name=experiment,
+            folder=output_dir,
             log=click.echo,
         )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 from pathlib import Path
@@ -20,17 +18,21 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
     """The tracking URI to show: `--tracking-uri`, else the one the study recorded to (its
     `mlflow-runs.json`), else `MLFLOW_TRACKING_URI`, else the default store beside the study
     (or `./mlflow.db` without a study)."""
-    from tuner.tracking import absolute_tracking_uri, resolve_tracking_uri
-    from tuner.tracking_store import RUNS_FILE
+    from tuner.layout import read_tracking_runs
+    from tuner.tracking_uri import (
+        absolute_tracking_uri,
+        resolve_tracking_uri,
+        training_tracking_uri,
+    )
 
     if tracking_uri:
         return absolute_tracking_uri(tracking_uri)
     if study_dir is not None:
-        runs_file = study_dir / RUNS_FILE
-        if runs_file.is_file():
-            return str(json.loads(runs_file.read_text())["tracking_uri"])
+        runs = read_tracking_runs(study_dir)
+        if runs is not None:
+            return runs.tracking_uri
         return resolve_tracking_uri(None, study_dir)
-    return absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+    return training_tracking_uri(None)
 
 
 # The server runs in its own process group (so Ctrl-C at the terminal reaches only `tune ui`):
@@ -71,7 +73,12 @@ def _port_is_free(host: str, port: int) -> bool:
 def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: int) -> None:
     """Start `mlflow server` on the store, print its URL, serve until Ctrl-C (or SIGTERM, SIGHUP),
     then stop the server and its workers."""
-    from tuner.mlflow_server import free_port, start_mlflow_server, stop_server, wait_until_healthy
+    from tuner.tracking.server import (
+        free_port,
+        start_mlflow_server,
+        stop_server,
+        wait_until_healthy,
+    )
 
     uri = store_of(study_dir, tracking_uri)
     if not uri.startswith("sqlite:///"):

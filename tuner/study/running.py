@@ -13,26 +13,26 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
+from tuner import layout
 from tuner.errors import SearchSpaceError
-from tuner.results import (
-    StudySummary,
-    load_trials,
-    read_study_file,
-    summarize_study,
-    write_study_file,
-)
-from tuner.sampling import build_sampler
-from tuner.scheduling import CompletionCriteria, ProgressCallback, RecordingASHA
-from tuner.searcher import PrunedLog, StudySearcher
-from tuner.space import SearchSpace, canonical
-from tuner.trainable import OUTCOME_FILE, TrialSettings, train_trial, trial_dirname
+from tuner.layout import PrunedLog, StudyInfo, read_study_file, write_study_file
+from tuner.space import SearchSpace, build_sampler
+from tuner.study import live
+from tuner.study.asha import RecordingASHA
+from tuner.study.criteria import CompletionCriteria
+from tuner.study.progress import TrialProgress
+from tuner.study.results import load_trials, summarize_study
+from tuner.study.searcher import StudySearcher
+from tuner.study.trainable import TrialSettings, train_trial
+from tuner.study.warm_start import warm_trials
+from tuner.summary import StudySummary
 
 __all__ = ["is_interrupted", "run_study", "study_exists"]
 
@@ -71,7 +71,7 @@ def _ray_settings() -> Iterator[None]:
 
 
 def _trial_dirname(trial: Any) -> str:
-    return trial_dirname(trial.trial_id)
+    return layout.trial_dirname(trial.trial_id)
 
 
 def _trial_name(trial: Any) -> str:
@@ -98,76 +98,25 @@ def study_exists(space: SearchSpace) -> bool:
     """Whether `space.study_dir` holds a study that Ray can continue."""
     from ray.tune import Tuner
 
-    return (space.study_dir / "study.json").is_file() and Tuner.can_restore(str(space.study_dir))
-
-
-def _warm_trials(space: SearchSpace) -> list[FrozenTrial]:
-    """Earlier studies' finished and pruned trials, as Optuna trials of this space."""
-    dims = {d.name: d for d in space.dimensions}
-    trials = []
-    for study_dir in map(Path, space.warm_start.studies):
-        info = read_study_file(study_dir)
-        if info["objective"] != space.objective or info["mode"] != space.mode:
-            raise SearchSpaceError(
-                f"warm_start.studies: {study_dir} optimised {info['mode']} {info['objective']}, "
-                f"but this study optimises {space.mode} {space.objective}"
-            )
-        for record in load_trials(study_dir, info["objective"], info["mode"]):
-            if record.status not in ("finished", "pruned") or record.value is None:
-                continue
-            try:
-                config = {k: canonical(k, v) for k, v in record.config.items() if k in dims}
-            except (ValueError, TypeError):
-                continue
-            if not all(dims[k].is_active({**space.base, **config}) for k in config):
-                continue
-            distributions = space.distributions(config)
-            params = space.optuna_params(config)
-            if not all(
-                distributions[k]._contains(distributions[k].to_internal_repr(v))
-                for k, v in params.items()
-            ):
-                continue  # outside this study's ranges
-            pruned = record.status == "pruned"
-            trials.append(
-                optuna.trial.create_trial(
-                    state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
-                    value=None if pruned else record.value,
-                    params=params,
-                    distributions=distributions,
-                    intermediate_values={
-                        int(h["epoch"]): h[space.objective]
-                        for h in record.history
-                        if space.objective in h and math.isfinite(h[space.objective])
-                    },
-                    user_attrs={"warm_start_from": f"{info['name']}/{record.trial_id}"},
-                )
-            )
-    return trials
+    return (space.study_dir / layout.STUDY_FILE).is_file() and Tuner.can_restore(
+        str(space.study_dir)
+    )
 
 
 def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
     """Remove trial directories that Ray's last experiment snapshot does not know and that hold no
     finished trial: a study killed right after starting a trial leaves one (the restored searcher
     suggests it again under a new id), and so can a trial created as the study ends."""
-    import shutil
-
-    states = list(study_dir.glob("experiment_state-*.json"))  # one per run of the study
-    if not states:
+    known = layout.ray_known_trial_ids(study_dir)
+    if known is None:
         return
-    known = set()
-    for state in states:
-        for entry in json.loads(state.read_text()).get("trial_data", []):
-            raw = entry[0] if isinstance(entry, list) else entry
-            known.add(json.loads(raw)["trial_id"] if isinstance(raw, str) else raw["trial_id"])
-    for trial_dir in study_dir.glob("trial_*"):
-        trial_id = trial_dir.name[len("trial_") :]
-        if trial_id not in known and not (trial_dir / OUTCOME_FILE).is_file():
+    for files in layout.trial_files(study_dir):
+        if files.trial_id not in known and not files.has_outcome():
             log(
-                f"dropping trial {trial_id}: Ray did not keep it (the study was killed or "
+                f"dropping trial {files.trial_id}: Ray did not keep it (the study was killed or "
                 "ended as it started)"
             )
-            shutil.rmtree(trial_dir)
+            shutil.rmtree(files.dir)
 
 
 def _quiet_engines(verbose: bool) -> int:
@@ -212,13 +161,8 @@ def _ensure_ray(space: SearchSpace, level: int = logging.ERROR) -> None:
 def _tracker(space: SearchSpace, pruned: PrunedLog, log: Callable[[str], None]) -> Any:
     if not space.tracking.enabled:
         return None
-    try:
-        from tuner.tracking import StudyTracker
-    except ModuleNotFoundError as exc:
-        if exc.name != "tuner.tracking":
-            raise
-        log("tracking is off: tuner.tracking is not available")
-        return None
+    from tuner.tracking import StudyTracker
+
     return StudyTracker(
         tracking_uri=space.tracking_uri,
         experiment_name=space.tracking.experiment_name or space.name,
@@ -262,13 +206,13 @@ def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
         max_parallel=space.limits.max_parallel,
         options=space.sampler.options,
     )
-    searcher = StudySearcher(space, sampler, pruned, _warm_trials(space))
+    searcher = StudySearcher(space, sampler, pruned, warm_trials(space))
     if space.pruner.name == "asha":
         # metric and mode given here, not left to Ray: tuner.pkl keeps this object as it is now,
         # and a restored study would otherwise get an ASHA without a metric that prunes nothing
         scheduler: Any = RecordingASHA(
             pruned,
-            int(space.base.get("epochs", 30)),
+            default_epochs=space.default_epochs,
             metric=space.objective,
             mode=space.mode,
             max_t=space.max_t,
@@ -296,21 +240,22 @@ def _new_tuner(space: SearchSpace, pruned: PrunedLog) -> Any:
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=space.limits.max_retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=_callbacks(str(space.study_dir)),
     )
     return tune.Tuner(_trainable(space), tune_config=tune_config, run_config=run_config)
 
 
-def _install(tuner: Any, criteria: CompletionCriteria, callbacks: list[Any]) -> Any:
-    """Hand this run's callbacks and completion criteria to the Tuner; returns its searcher.
+def _callbacks(study_key: str) -> list[Any]:
+    """The study's Ray callbacks. Ray pickles them into tuner.pkl with the rest of the run config
+    and gives them back on `Tuner.restore`, so each holds the study's key only and finds this
+    run's objects (`tuner.study.live`, the live tracker) in the process that runs the study."""
+    from ray.tune.logger import JsonLoggerCallback
 
-    Ray pickles the RunConfig and TuneConfig into tuner.pkl when the Tuner is made and unpickles
-    them on restore; callbacks hold this process's state (the tracker its MLflow client), so they
-    are set after that, each time the study runs (Ray offers no public setter for this)."""
-    internal = tuner._local_tuner
-    internal.get_run_config().callbacks = callbacks
-    searcher = internal._tune_config.search_alg
-    searcher.criteria = criteria
-    return searcher
+    from tuner.study.callbacks import ProgressCallback
+    from tuner.tracking import tracking_callback
+
+    # JsonLogger is the only logger Ray runs (_RAY_SETTINGS): result.json and params.json
+    return [JsonLoggerCallback(), ProgressCallback(study_key), tracking_callback(study_key)]
 
 
 def run_study(
@@ -327,14 +272,13 @@ def run_study(
     `verbose` lets Ray's, Optuna's and MLflow's INFO and WARNING lines through (else only errors).
     """
     from ray.tune import Tuner
-    from ray.tune.logger import JsonLoggerCallback
 
     study_dir = space.study_dir
     existing = study_exists(space)
     if resume and not existing:
         raise SearchSpaceError(f"there is no study to resume at {study_dir}")
     fingerprint = _fingerprint(space)
-    if existing and read_study_file(study_dir).get("fingerprint") != fingerprint:
+    if existing and read_study_file(study_dir).fingerprint != fingerprint:
         raise SearchSpaceError(
             f"the study at {study_dir} was started with a different search space; "
             "give this one another study.name (or study.directory), or restore the old YAML"
@@ -349,20 +293,18 @@ def run_study(
     else:
         write_study_file(
             study_dir,
-            {
-                "name": space.name,
-                "objective": space.objective,
-                "mode": space.mode,
-                "fixed": space.fixed,
-                "searched": [d.name for d in space.dimensions],
-                "max_t": space.max_t,
-                "max_trials": space.limits.max_trials,
-                "fingerprint": fingerprint,
-            },
+            StudyInfo(
+                name=space.name,
+                objective=space.objective,
+                mode=space.mode,
+                fixed=space.fixed,
+                searched=[d.name for d in space.dimensions],
+                max_t=space.max_t,
+                max_trials=space.limits.max_trials,
+                fingerprint=fingerprint,
+            ),
         )
-        tmp = study_dir / ".space.yaml.tmp"
-        tmp.write_text(space.text)
-        os.replace(tmp, study_dir / "space.yaml")
+        layout.write_space_text(study_dir, space.text)
         log(
             f"study {space.name}: {space.limits.max_trials} trials, sampler {space.sampler.name}, "
             f"pruner {space.pruner.name}, objective {space.mode} {space.objective}; in {study_dir}"
@@ -375,29 +317,29 @@ def run_study(
         space.limits.target_value,
         space.limits.max_trials_not_improving,
     )
-    progress = ProgressCallback(
+    progress = TrialProgress(
         space.objective, space.mode, space.limits.max_trials, space.max_t, pruned, stopper, log
     )
     progress.resume_from(load_trials(study_dir, space.objective, space.mode))
-    # the only logger Ray runs (_RAY_SETTINGS): result.json and params.json for results.py, resume
-    callbacks: list[Any] = [JsonLoggerCallback(), progress]
+    study_key = str(study_dir)
+    running = live.LiveStudy(criteria=stopper, progress=progress)
+    live.register(study_key, running)
     tracker = _tracker(space, pruned, log)
-    if tracker is not None:
-        tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
-        callbacks.append(tracker.ray_callback())
-    searcher = _install(tuner, stopper, callbacks)
     try:
+        if tracker is not None:
+            tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
         with _ray_settings():
             tuner.fit()
         _drop_orphans(study_dir, log)
         if stopper.reason:
             log(f"study ended early: {stopper.reason}")
-        summary = summarize_study(study_dir, optuna_study=getattr(searcher, "study", None))
+        summary = summarize_study(study_dir, optuna_study=running.optuna_study)
         if is_interrupted(summary):
             log(f"the study was interrupted; `tune run {space.source or 'SPACE'}` continues it")
         elif tracker is not None:
             tracker.finish_study(summary)
     finally:
+        live.unregister(study_key)
         if tracker is not None:
             tracker.close()  # marks an unfinished study's run KILLED; nothing after finish_study
     return summary

@@ -1,19 +1,11 @@
-"""A study's results, read from its directory: the leaderboard, the best trial and its model.
-
-Each trial directory (`STUDY_DIR/trial_<id>/`) holds Ray's `params.json` (the sampled
-hyperparameters) and `result.json` (one JSON object per reported epoch), Ray's `error.txt` when the
-trial failed, our `outcome.json` when `fit` ran to its end, and our `pruned.json` (`PrunedLog`) with
-the epoch at which the trial was stopped early; `STUDY_DIR/study.json` the objective and the fixed
-hyperparameters. Everything here works without Ray running.
+"""A study's results, read from its folder (`tuner.layout`): the leaderboard, the best trial and
+its model. Everything here works without Ray running.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +13,19 @@ import pandas as pd
 
 from trainer.errors import HyperparameterError
 from trainer.hyperparameters import parse_hyperparameters
-from tuner.errors import SearchSpaceError
-from tuner.searcher import PrunedLog
-from tuner.trainable import OUTCOME_FILE
+from tuner import layout
+from tuner.layout import PrunedLog, StudyInfo, read_study_file, write_text_atomic
+from tuner.summary import StudySummary
 
 __all__ = [
-    "STUDY_FILE",
     "StudySummary",
     "TrialRecord",
     "format_leaderboard",
     "load_trials",
     "summarize_study",
-    "write_study_file",
 ]
 
-STUDY_FILE = "study.json"
-BEST_DIR = "best"
 _STATUS_ORDER = {"finished": 0, "pruned": 1, "running": 2, "failed": 3}
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    """The outcome of a study (docs/architecture.md, "Tuning <-> tracking seam")."""
-
-    study_name: str
-    objective: str
-    mode: str
-    leaderboard: pd.DataFrame
-    best_trial_id: str | None
-    best_value: float | None
-    best_hyperparameters: dict[str, str]
-    best_model_path: Path | None
-    histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
-    optuna_study: Any = None
 
 
 @dataclass(frozen=True)
@@ -69,49 +41,6 @@ class TrialRecord:
     error: str | None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_study_file(study_dir: Path, info: dict[str, Any]) -> None:
-    """Write `STUDY_DIR/study.json` (name, objective, mode, fixed hyperparameters, max_t)."""
-    study_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(study_dir / STUDY_FILE, json.dumps(info, indent=1, sort_keys=True))
-
-
-def read_study_file(study_dir: Path) -> dict[str, Any]:
-    """The study's `study.json`; `SearchSpaceError` if `study_dir` is not a study."""
-    path = Path(study_dir) / STUDY_FILE
-    if not path.is_file():
-        raise SearchSpaceError(f"{study_dir} is not a study directory (it has no {STUDY_FILE})")
-    info: dict[str, Any] = json.loads(path.read_text())
-    return info
-
-
-def _history(trial_dir: Path) -> list[dict[str, float]]:
-    by_epoch: dict[int, dict[str, float]] = {}
-    path = trial_dir / "result.json"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            if "epoch" not in row:
-                continue
-            metrics = {
-                k: float(v)
-                for k, v in row.items()
-                if (":" in k or k in ("epoch", "learning_rate", "epoch_seconds"))
-                and isinstance(v, int | float)
-                and not isinstance(v, bool)
-            }
-            by_epoch[int(row["epoch"])] = metrics  # a replayed epoch after a resume counts once
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def _best(history: list[dict[str, float]], objective: str, mode: str) -> float | None:
     values = [h[objective] for h in history if objective in h and math.isfinite(h[objective])]
     if not values:
@@ -119,42 +48,33 @@ def _best(history: list[dict[str, float]], objective: str, mode: str) -> float |
     return max(values) if mode == "max" else min(values)
 
 
-def _error(trial_dir: Path) -> str | None:
-    path = trial_dir / "error.txt"
-    if not path.is_file():
-        return None
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else "failed"
-
-
 def load_trials(study_dir: Path, objective: str, mode: str) -> list[TrialRecord]:
     """Every trial of the study at `study_dir`, with its status, history and best objective."""
     pruned = PrunedLog(study_dir)
     records = []
-    for trial_dir in sorted(study_dir.glob("trial_*")):
-        params = trial_dir / "params.json"
-        if not params.is_file():
+    for files in layout.trial_files(study_dir):
+        config = files.read_params()
+        if config is None:
             continue
-        trial_id = trial_dir.name[len("trial_") :]
-        history = _history(trial_dir)
-        outcome = trial_dir / OUTCOME_FILE
-        error = _error(trial_dir)
+        history = layout.read_history(files.results)
+        outcome = files.read_outcome()
+        error = files.read_error()
         model_path = None
-        if outcome.is_file():
+        if outcome is not None:
             status = "finished"
-            model = Path(json.loads(outcome.read_text())["model_path"])
+            model = Path(outcome.model_path)
             model_path = model if model.is_file() else None
         elif error is not None:
             status = "failed"
-        elif pruned.epoch(trial_id) is not None:
+        elif pruned.epoch(files.trial_id) is not None:
             status = "pruned"
         else:
             status = "running"
         records.append(
             TrialRecord(
-                trial_id=trial_id,
+                trial_id=files.trial_id,
                 status=status,
-                config=json.loads(params.read_text()),
+                config=config,
                 history=history,
                 value=_best(history, objective, mode),
                 model_path=model_path,
@@ -171,9 +91,9 @@ def _full_hyperparameters(fixed: dict[str, Any], config: dict[str, Any]) -> dict
         return {k: str(v) for k, v in {**fixed, **config}.items()}
 
 
-def _leaderboard(records: list[TrialRecord], info: dict[str, Any]) -> pd.DataFrame:
-    objective, mode = info["objective"], info["mode"]
-    searched = list(info.get("searched", []))
+def _leaderboard(records: list[TrialRecord], info: StudyInfo) -> pd.DataFrame:
+    objective, mode = info.objective, info.mode
+    searched = list(info.searched)
     rows = []
     for r in records:
         row: dict[str, Any] = {
@@ -183,7 +103,7 @@ def _leaderboard(records: list[TrialRecord], info: dict[str, Any]) -> pd.DataFra
             objective: r.value,
         }
         row.update({name: r.config.get(name) for name in searched})
-        for name, value in _full_hyperparameters(info.get("fixed", {}), r.config).items():
+        for name, value in _full_hyperparameters(info.fixed, r.config).items():
             row.setdefault(name, value)
         if r.error:
             row["error"] = r.error
@@ -222,27 +142,6 @@ def format_leaderboard(frame: pd.DataFrame, objective: str, limit: int | None = 
     return text + (f"\n({len(shown)} of {len(frame)} trials shown)" if hidden else "")
 
 
-def _copy_best(
-    study_dir: Path, record: TrialRecord, hyperparameters: dict[str, str]
-) -> Path | None:
-    best = study_dir / BEST_DIR
-    best.mkdir(exist_ok=True)
-    _write_atomic(best / "hyperparameters.json", json.dumps(hyperparameters, indent=1))
-    _write_atomic(
-        best / "trial.json",
-        json.dumps(
-            {"trial_id": record.trial_id, "value": record.value, "config": record.config}, indent=1
-        ),
-    )
-    if record.model_path is None:
-        return None
-    target = best / "model.tar.gz"
-    tmp = best / ".model.tar.gz.tmp"
-    shutil.copyfile(record.model_path, tmp)
-    os.replace(tmp, target)
-    return target
-
-
 def summarize_study(
     study_dir: str | Path, *, optuna_study: Any = None, copy_best: bool = True
 ) -> StudySummary:
@@ -250,10 +149,10 @@ def summarize_study(
     `model.tar.gz` and `hyperparameters.json` to `STUDY_DIR/best/`."""
     study_dir = Path(study_dir).resolve()
     info = read_study_file(study_dir)
-    objective, mode = info["objective"], info["mode"]
+    objective, mode = info.objective, info.mode
     records = load_trials(study_dir, objective, mode)
     frame = _leaderboard(records, info)
-    _write_atomic(study_dir / "leaderboard.csv", frame.to_csv(index=False))
+    write_text_atomic(study_dir / layout.LEADERBOARD_FILE, frame.to_csv(index=False))
     scored = [r for r in records if r.value is not None]
     # the best trial is the best one that has a model; a pruned trial never wrote one
     candidates = [r for r in scored if r.model_path is not None] or scored
@@ -262,11 +161,16 @@ def summarize_study(
     best_hp: dict[str, str] = {}
     best_model = None
     if best is not None:
-        best_hp = _full_hyperparameters(info.get("fixed", {}), best.config)
+        best_hp = _full_hyperparameters(info.fixed, best.config)
         if copy_best:
-            best_model = _copy_best(study_dir, best, best_hp)
+            best_model = layout.write_best(
+                study_dir,
+                {"trial_id": best.trial_id, "value": best.value, "config": best.config},
+                best_hp,
+                best.model_path,
+            )
     return StudySummary(
-        study_name=info["name"],
+        study_name=info.name,
         objective=objective,
         mode=mode,
         leaderboard=frame,

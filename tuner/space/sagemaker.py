@@ -20,57 +20,16 @@ from typing import Any
 import yaml
 
 from tuner.errors import SearchSpaceError
+from tuner.space.loading import SearchSpace, space_from_mapping
+from tuner.space.sagemaker_fields import (
+    DESCRIBE_ONLY,
+    IGNORED,
+    OBJECTIVE_TYPES,
+    SCALING,
+    STRATEGIES,
+)
 
 __all__ = ["Conversion", "convert_tuning_job", "space_from_sagemaker"]
-
-STRATEGIES = {"Bayesian": "tpe", "Random": "random", "Grid": "grid", "Hyperband": "random"}
-SCALING = {
-    "Auto": "auto",
-    "Linear": "linear",
-    "Logarithmic": "log",
-    "ReverseLogarithmic": "reverse_log",
-}
-OBJECTIVE_TYPES = {"Maximize": "max", "Minimize": "min"}
-
-# fields that say nothing about the algorithm or its search, and why they are not used
-IGNORED = {
-    "RoleArn": "IAM roles do not apply locally",
-    "AlgorithmSpecification": "the algorithm is this trainer; training images and metric "
-    "definitions do not apply",
-    "OutputDataConfig": "results go to the study directory (study.directory)",
-    "ResourceConfig": "instance types and counts do not apply; set resources.cpu / resources.gpu",
-    "HyperParameterTuningResourceConfig": "instance types and counts do not apply; set "
-    "resources.cpu / resources.gpu",
-    "StoppingCondition": "there is no per-trial time limit; limits.max_wall_seconds bounds the "
-    "study",
-    "VpcConfig": "networking does not apply locally",
-    "EnableNetworkIsolation": "networking does not apply locally",
-    "EnableInterContainerTrafficEncryption": "networking does not apply locally",
-    "EnableManagedSpotTraining": "spot instances do not apply locally",
-    "CheckpointConfig": "trial checkpoints live in the study directory",
-    "DebugHookConfig": "SageMaker Debugger does not apply",
-    "ProfilerConfig": "SageMaker Profiler does not apply",
-    "Environment": "container environment variables do not apply",
-    "Tags": "AWS tags do not apply",
-    "DefinitionName": "only one training definition is used",
-    "Autotune": "SageMaker Autotune picks ranges itself; give them in search",
-    "TrainingJobStatus": "a status of a finished job describes nothing to run",
-}
-_DESCRIBE_ONLY = (
-    "HyperParameterTuningJobArn",
-    "HyperParameterTuningJobStatus",
-    "CreationTime",
-    "HyperParameterTuningEndTime",
-    "LastModifiedTime",
-    "TrainingJobStatusCounters",
-    "ObjectiveStatusCounters",
-    "BestTrainingJob",
-    "OverallBestTrainingJob",
-    "FailureReason",
-    "TuningJobCompletionDetails",
-    "ConsumedResources",
-    "ResponseMetadata",
-)
 
 
 @dataclass
@@ -415,7 +374,7 @@ def convert_tuning_job(
                     "both types seed the sampler with the parent studies' trials",
                 )
             )
-        elif key in _DESCRIBE_ONLY:
+        elif key in DESCRIBE_ONLY:
             out.ignored.append((key, "describes a past run"))
         else:
             out.ignored.append((key, IGNORED.get(key, "not a tuning setting")))
@@ -431,10 +390,8 @@ def convert_tuning_job(
     return out
 
 
-def space_from_sagemaker(conversion: Conversion, *, source: Path | None = None) -> Any:
+def space_from_sagemaker(conversion: Conversion, *, source: Path | None = None) -> SearchSpace:
     """Validate the converted mapping as a `SearchSpace` (relative paths from the working dir)."""
-    from tuner.space import space_from_mapping
-
     study = conversion.mapping.setdefault("study", {})
     if source is not None and "name" not in study:
         study["name"] = re.sub(r"[^A-Za-z0-9_.-]", "-", source.stem)

@@ -6,73 +6,29 @@ with define-by-run spaces (ray #18587, #35319). This searcher asks Optuna with t
 define-by-run function, reports every epoch as an intermediate value (step = epoch), tells Optuna
 `PRUNED` for trials ASHA stopped, and warm-starts by enqueueing points (`enqueue_trial`) and adding
 earlier trials (`add_trial`).
+
+Ray pickles the searcher into the study and restores it on a resume, so it holds no object of
+the running process: it finds the completion criteria in `tuner.study.live` by the study's key,
+and leaves its Optuna study there for the summary.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
-from tuner.space import SearchSpace
-from tuner.trainable import OUTCOME_FILE, trial_dirname
+from tuner.layout import PrunedLog
+from tuner.space.loading import SearchSpace
+from tuner.study.live import LiveStudy, live_study
 
-__all__ = ["PrunedLog", "StudySearcher"]
-
-
-class PrunedLog:
-    """Which trials were stopped early and at which epoch: `STUDY_DIR/trial_<id>/pruned.json`.
-
-    One small file per trial, next to the trial's `outcome.json`, read afresh on every question,
-    so the scheduler and searcher Ray restores from its snapshot, this run's callbacks and the
-    results all see the same answer. Not one study-level JSON file: on a resume Ray copies the
-    study directory's top-level `*.json` files into its driver staging directory and uploads them
-    back over the study directory at every experiment sync, so such a file would lose what was
-    recorded after the restore (a trial pruned in a resumed run would read as still running).
-    """
-
-    FILE = "pruned.json"
-
-    def __init__(self, study_dir: Path) -> None:
-        self.study_dir = Path(study_dir)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "study_dir" not in state and "path" in state:  # pickled before the per-trial files
-            state = {"study_dir": Path(state["path"]).parent}
-        self.__dict__.update(state)
-
-    def _file(self, trial_id: str) -> Path:
-        return self.study_dir / trial_dirname(trial_id) / self.FILE
-
-    def record(self, trial_id: str, epoch: int) -> None:
-        """Remember that `trial_id` was stopped after `epoch` (written atomically)."""
-        path = self._file(trial_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"epoch": int(epoch)}))
-        os.replace(tmp, path)
-
-    def epoch(self, trial_id: str) -> int | None:
-        """The epoch at which `trial_id` was stopped early, or None if it was not.
-
-        A trial whose `outcome.json` exists ran to its end (a resumed trial can finish after an
-        early stop the killed run recorded but Ray's snapshot missed): not stopped early, as in
-        `results.load_trials`, so the progress lines, Optuna and the leaderboard agree."""
-        path = self._file(trial_id)
-        if (path.parent / OUTCOME_FILE).is_file():
-            return None
-        try:
-            return int(json.loads(path.read_text())["epoch"])
-        except FileNotFoundError:
-            return None
+__all__ = ["StudySearcher"]
 
 
 class StudySearcher(Searcher):
@@ -101,17 +57,25 @@ class StudySearcher(Searcher):
         # Ray's own count of samples is not exact across a restore; this one is saved with the
         # searcher, in the same snapshot as the trials Ray restores
         self._suggested = 0
-        self.criteria: Any = None  # set for each run: an object whose `met` ends the study
+        self.study_key = str(space.study_dir)
 
     @property
     def study(self) -> optuna.Study:
         """The Optuna study (for plots and `StudySummary.optuna_study`)."""
         return self._study
 
+    def _check_in(self) -> LiveStudy | None:
+        """This run's objects of the study, told which Optuna study is the searcher's."""
+        live = live_study(self.study_key)
+        if live is not None:
+            live.optuna_study = self._study
+        return live
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
+        live = self._check_in()
         if trial_id not in self._live and (
             self._suggested >= self._space.limits.max_trials
-            or (self.criteria is not None and self.criteria.met)
+            or (live is not None and live.criteria.met)
             or getattr(self._study.sampler, "is_exhausted", lambda s: False)(self._study)
         ):
             return Searcher.FINISHED  # type: ignore[return-value]
@@ -140,6 +104,7 @@ class StudySearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        self._check_in()
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
@@ -156,19 +121,12 @@ class StudySearcher(Searcher):
         else:
             self._study.tell(trial, float(value))
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "criteria"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, criteria=None)
-
     def save(self, checkpoint_path: str) -> None:
         tmp = f"{checkpoint_path}.tmp"
         with open(tmp, "wb") as f:
-            pickle.dump({k: v for k, v in self.__dict__.items() if k != "criteria"}, f)
+            pickle.dump(self.__dict__, f)
         os.replace(tmp, checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))  # noqa: S301 - our own study directory
-        self.criteria = None

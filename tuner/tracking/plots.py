@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 if TYPE_CHECKING:
-    from tuner.results import StudySummary
+    from tuner.summary import StudySummary
 
 __all__ = ["render_study_plots"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,20 @@ from typing import Any
 import optuna
 
 from trainer.errors import HyperparameterError
-from trainer.hyperparameters import SPECS, Hyperparameters, parse_hyperparameters
-from tuner import schema
-from tuner._yaml import load_yaml
+from trainer.hyperparameters import (
+    DEFAULT_EPOCHS,
+    SPECS,
+    Hyperparameters,
+    parse_hyperparameters,
+)
 from tuner.errors import SearchSpaceError
-from tuner.sampling import Dimension, suggest_config
-from tuner.space_checks import Problems, check_search, check_sections
+from tuner.space import schema
+from tuner.space.checks import Problems, check_search, check_sections
+from tuner.space.sampling import Dimension, canonical, suggest_config
+from tuner.space.yaml_loader import load_yaml
+from tuner.tracking_uri import resolve_tracking_uri
 
-__all__ = ["METRICS", "SearchSpace", "canonical", "load_space", "space_from_mapping"]
+__all__ = ["METRICS", "SearchSpace", "load_space", "space_from_mapping"]
 
 # What the trainer reports every epoch (docs/architecture.md, fit); top-k ones need `top_k` fixed.
 METRICS = (
@@ -39,15 +44,6 @@ METRICS = (
     "epoch_seconds",
 )
 _MINIMISED = ("validation:loss", "train:loss", "epoch_seconds")
-
-
-def canonical(name: str, value: Any) -> Any:
-    """A hyperparameter value in the form used for sampling and comparison: the parsed scalar
-    (`"1e-4"` -> 0.0001), or the contract's string form for lists and shapes (`"3,32,32"`)."""
-    parsed = SPECS[name].parse(value)
-    if isinstance(parsed, bool | int | float | str):
-        return parsed
-    return SPECS[name].render(parsed)
 
 
 @dataclass(frozen=True)
@@ -74,6 +70,12 @@ class SearchSpace:
     tracking: schema.TrackingSection
     tracking_uri: str
     seed: int
+
+    @property
+    def default_epochs(self) -> int:
+        """The epochs of a trial that does not sample `epochs` (the fixed value, else the
+        trainer's default)."""
+        return int(self.base.get("epochs", DEFAULT_EPOCHS))
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """The define-by-run function: the searched hyperparameters of one trial."""
@@ -117,17 +119,6 @@ class SearchSpace:
             {f"resources.{k}": v for k, v in self.resources.model_dump().items() if v is not None}
         )
         return out
-
-
-def _tracking_uri(section: schema.TrackingSection, study_dir: Path, base_dir: Path) -> str:
-    uri = section.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{(study_dir.parent / 'mlflow.db').resolve()}"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        # relative sqlite paths would resolve in each trial's own directory
-        return prefix + str((base_dir / uri[len(prefix) :]).resolve())
-    return uri
 
 
 def _objective_problems(metric: str, fixed: Mapping[str, Any], problems: Problems) -> None:
@@ -214,7 +205,7 @@ def space_from_mapping(
     _objective_problems(objective.metric, base, problems)
     mode = objective.mode or ("min" if objective.metric in _MINIMISED else "max")
 
-    epochs = int(base.get("epochs", 30))
+    epochs = int(base.get("epochs", DEFAULT_EPOCHS))
     epochs_dim = next((d for d in dims if d.name == "epochs"), None)
     if epochs_dim is not None:
         d = epochs_dim.distribution
@@ -256,7 +247,7 @@ def space_from_mapping(
         resources=sections["resources"],
         warm_start=warm,
         tracking=tracking,
-        tracking_uri=_tracking_uri(tracking, study_dir, base_dir),
+        tracking_uri=resolve_tracking_uri(tracking.tracking_uri, study_dir, base_dir),
         seed=study.seed,
     )
 

@@ -283,18 +283,18 @@ def _quiet(logger_name: str) -> Iterator[None]:
 def _global_tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's model logging and registration resolve `models:/` URIs through the global store;
     point it at `uri` and put back exactly what was there (module state and environment)."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+    from tuner.engine_internals import mlflow_global_uris
 
     saved_env = {name: os.environ.get(name) for name in _URI_VARIABLES}
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved_tracking, saved_registry = mlflow_global_uris()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved[0])  # type: ignore[arg-type]  # None means "unset"
-        registry_utils._registry_uri = saved[1]
+        # None means "unset" to both setters (the environment is put back below)
+        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved_registry)  # type: ignore[arg-type]
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

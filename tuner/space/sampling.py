@@ -21,7 +21,25 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-__all__ = ["SAMPLERS", "Dimension", "build_sampler", "sampler_option_problems", "suggest_config"]
+from trainer.hyperparameters import SPECS
+
+__all__ = [
+    "SAMPLERS",
+    "Dimension",
+    "build_sampler",
+    "canonical",
+    "sampler_option_problems",
+    "suggest_config",
+]
+
+
+def canonical(name: str, value: Any) -> Any:
+    """A hyperparameter value in the form used for sampling and comparison: the parsed scalar
+    (`"1e-4"` -> 0.0001), or the contract's string form for lists and shapes (`"3,32,32"`)."""
+    parsed = SPECS[name].parse(value)
+    if isinstance(parsed, bool | int | float | str):
+        return parsed
+    return SPECS[name].render(parsed)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from trainer.errors import HyperparameterError
 from trainer.hyperparameters import SPECS, parse_hyperparameters
-from tuner import schema
 from tuner.errors import SearchSpaceError
-from tuner.sampling import SAMPLERS, Dimension, sampler_option_problems
+from tuner.space import schema
+from tuner.space.sampling import SAMPLERS, Dimension, canonical, sampler_option_problems
 
 __all__ = ["Problems", "check_search", "check_sections"]
 
@@ -212,8 +212,6 @@ def _range_dimension(
 def _categorical_dimension(
     name: str, p: schema.Categorical, where: tuple[str, ...], problems: Problems
 ) -> Dimension | None:
-    from tuner.space import canonical
-
     values = []
     for i, raw in enumerate(p.values):
         message = _value_problem(name, raw)
@@ -303,8 +301,6 @@ def _conditions(
     where: tuple[str, ...],
     problems: Problems,
 ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    from tuner.space import canonical
-
     out = []
     for key, raw_values in when.items():
         at = (*where, "when", key)

@@ -4,10 +4,10 @@
 with torch.distributed set up (gloo on CPU, NCCL on GPU) and each calls `trainer.loop.fit`, which
 then wraps the model in DDP, reads its shard, sums the metrics over workers and writes the archive
 on rank 0 only; `mini_batch_size` is per worker. `dist_async` runs the same workers, but their
-optimizer is a client of a parameter server on a Ray actor (`tuner.parameter_server`), which
-applies every worker's gradients as they arrive. Scale-out is a Ray cluster (`ray start --head`,
-then `--address`): the data and the output directory must then be paths every node can read
-(the output one written by rank 0's node).
+optimizer is a client of a parameter server on a Ray actor
+(`tuner.distributed.parameter_server`), which applies every worker's gradients as they arrive.
+Scale-out is a Ray cluster (`ray start --head`, then `--address`): the data and the output
+directory must then be paths every node can read (the output one written by rank 0's node).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from trainer.data import DataConfig
 from trainer.errors import UserError
 from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
 from trainer.loop import FitResult, fit
-from tuner.parameter_server import ParameterServerClient, start_parameter_server
+from tuner.distributed.parameter_server import ParameterServerClient, start_parameter_server
 
 __all__ = ["KV_STORES", "DistributedResult", "train_distributed"]
 

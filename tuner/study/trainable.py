@@ -8,17 +8,15 @@ directory as the working directory, so every path handed in here is absolute.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUTCOME_FILE", "TrialSettings", "train_trial", "trial_dirname"]
+from tuner.layout import Outcome, TrialFiles
 
-OUTCOME_FILE = "outcome.json"  # written when fit returned: the trial ran to its end
+__all__ = ["TrialSettings", "train_trial"]
 
 
 @dataclass(frozen=True)
@@ -35,17 +33,6 @@ class TrialSettings:
     threads: int
 
 
-def trial_dirname(trial_id: str) -> str:
-    """The directory name of a trial inside the study directory."""
-    return f"trial_{trial_id}"
-
-
-def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def train_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """Train one trial with `config` (the sampled hyperparameters) merged over the fixed ones."""
     import ray.tune
@@ -57,12 +44,12 @@ def train_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
     torch.set_num_threads(settings.threads)
     # The study's own trial directory (not Ray's local staging copy, which a killed study loses).
-    trial_dir = Path(settings.study_dir) / trial_dirname(ray.tune.get_context().get_trial_id())
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    if (trial_dir / OUTCOME_FILE).is_file():
+    files = TrialFiles(Path(settings.study_dir), ray.tune.get_context().get_trial_id())
+    files.dir.mkdir(parents=True, exist_ok=True)
+    if files.has_outcome():
         # fit already ran to its end; the study was killed before Ray recorded that
         return
-    state_dir = trial_dir / "state"
+    state_dir = files.state_dir
     # The state Ray knows about is the last *reported* epoch; a newer one on disk (killed between
     # saving and reporting) would make ASHA miss that epoch, so start from Ray's checkpoint.
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -78,7 +65,7 @@ def train_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         attribute_names=settings.attribute_names,
         label_format=settings.label_format,
     )
-    log_path = trial_dir / "train.log"
+    log_path = files.log
 
     def log(line: str) -> None:
         with log_path.open("a") as f:
@@ -93,19 +80,18 @@ def train_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     result = fit(
         hp,
         data,
-        trial_dir / "output",
+        files.output_dir,
         report=report,
         state_dir=state_dir,
         seed=settings.seed,
         log=log,
     )
-    _write_json(
-        trial_dir / OUTCOME_FILE,
-        {
-            "model_path": str(Path(result.model_path).resolve()),
-            "best_epoch": result.best_epoch,
-            "stopped_early": result.stopped_early,
-            "fit_seconds": time.perf_counter() - start,
-            "hyperparameters": hp.to_strings(),
-        },
+    files.write_outcome(
+        Outcome(
+            model_path=str(Path(result.model_path).resolve()),
+            best_epoch=result.best_epoch,
+            stopped_early=result.stopped_early,
+            fit_seconds=time.perf_counter() - start,
+            hyperparameters=hp.to_strings(),
+        )
     )

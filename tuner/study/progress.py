@@ -1,0 +1,113 @@
+"""What the user sees while a study runs: one line per trial that ends, with the best so far, e.g.
+
+`[5/12] trial 3f2a0c1d pruned at epoch 1/9   validation:accuracy=0.2810  best 0.4410 (9e1b)`
+
+`TrialProgress` also feeds the study's `CompletionCriteria`. It knows trials by their ids and
+results only (`ProgressCallback` hands Ray's events to it), so it is tested without Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tuner.layout import PrunedLog, TrialFiles
+from tuner.study.criteria import CompletionCriteria
+
+__all__ = ["TrialProgress"]
+
+
+def _best_of(results: list[dict[str, Any]], metric: str, sign: float) -> float | None:
+    values = [r[metric] for r in results if isinstance(r.get(metric), int | float)]
+    return max(values, key=lambda v: sign * v) if values else None
+
+
+class TrialProgress:
+    """Counts the trials that end and prints a line for each; tells `criteria` about them."""
+
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        max_trials: int,
+        max_t: int,
+        pruned: PrunedLog,
+        criteria: CompletionCriteria,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
+        self.max_trials, self.max_t = max_trials, max_t
+        self.pruned, self.criteria, self.log = pruned, criteria, log
+        self.done = 0
+        self.ended: set[str] = set()  # trials already counted (a resumed study re-ends some)
+        self.best: tuple[float, str] | None = None
+        self.histories: dict[str, list[dict[str, Any]]] = {}
+
+    def resume_from(self, records: list[Any]) -> None:
+        """Count the trials an earlier run of this study already ended (`TrialRecord`s)."""
+        for record in records:
+            if record.status == "running":
+                continue
+            self.ended.add(record.trial_id)
+            self.done += 1
+            self._consider(record.value, record.trial_id)
+            self.criteria.trial_finished(record.value)
+
+    def _consider(self, value: float | None, trial_id: str) -> None:
+        if value is not None and (
+            self.best is None or self.sign * value > self.sign * self.best[0]
+        ):
+            self.best = (value, trial_id)
+
+    def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """One epoch of a trial."""
+        self.criteria.observe(result)
+        self.histories.setdefault(trial_id, []).append(
+            {k: result[k] for k in ("epoch", self.metric) if k in result}
+        )
+
+    def _line(self, trial_id: str, what: str) -> str:
+        self.done += 1
+        return f"[{self.done}/{self.max_trials}] trial {trial_id} {what}"
+
+    def trial_completed(self, trial_id: str, last_result: dict[str, Any] | None) -> None:
+        """A trial ended without an error: finished, stopped by ASHA, or stopped by the study."""
+        if trial_id in self.ended:
+            return
+        self.ended.add(trial_id)
+        result = last_result or {}
+        history = self.histories.get(trial_id) or [result]
+        value = _best_of(history, self.metric, self.sign)
+        epoch = int(result.get("epoch", 0) or 0)
+        pruned_at = self.pruned.epoch(trial_id)
+        ended = TrialFiles(self.pruned.study_dir, trial_id).has_outcome()
+        if pruned_at is None and not ended and epoch < self.max_t:
+            # stopped by the study (a limit was reached), not by ASHA: an early stop all the same
+            self.pruned.record(trial_id, epoch)
+            pruned_at = epoch
+        what = (
+            f"pruned at epoch {pruned_at}/{self.max_t}"
+            if pruned_at is not None
+            else f"finished {epoch} epoch{'s' if epoch != 1 else ''}"
+        )
+        self._consider(value, trial_id)
+        self.criteria.trial_finished(value)
+        shown = f"{value:.4f}" if value is not None else "n/a"
+        best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "no best yet"
+        self.log(f"{self._line(trial_id, what):<52} {self.metric}={shown}  {best}")
+
+    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
+        """A trial raised; its line ends with the last line of Ray's error file."""
+        if trial_id in self.ended:
+            return
+        self.ended.add(trial_id)
+        message = "see its error.txt"
+        if error_file:
+            try:
+                with open(error_file) as f:
+                    lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
+                message = lines[-1][:300] if lines else message
+            except OSError:
+                pass
+        self.criteria.trial_finished(None)
+        self.log(f"{self._line(trial_id, 'failed')}: {message}")
