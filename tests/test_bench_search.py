@@ -16,9 +16,8 @@ import yaml
 from benchmarks.blackbox.design import from_unit, sobol_design, to_unit
 from benchmarks.blackbox.record import main as record_main
 from benchmarks.blackbox.simulate import Method, Table, simulate
-from tuner.results import load_trials
 from tuner.space import load_space
-from tuner.study import run_study
+from tuner.study import load_trials, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"

@@ -16,6 +16,7 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_DATABASE",
     "absolute_tracking_uri",
+    "model_lookup_uri",
     "resolve_tracking_uri",
     "tracking_requested",
     "training_tracking_uri",
@@ -51,6 +52,19 @@ def training_tracking_uri(configured: str | None) -> str:
     """The store a `tune train` run records to: `configured`, else `MLFLOW_TRACKING_URI`, else
     `sqlite:///mlflow.db` in the working directory."""
     return _resolve(configured, Path.cwd(), None)
+
+
+def model_lookup_uri(configured: str | None) -> str | None:
+    """Where a `models:/NAME@ALIAS` URI is looked up (`tune serve`): `configured`, else
+    `MLFLOW_TRACKING_URI`, else the quickstart's `studies/mlflow.db` or `./mlflow.db` when one
+    exists in the working directory, else None."""
+    chosen = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if chosen:
+        return absolute_tracking_uri(chosen)
+    for store in (Path("studies") / DEFAULT_DATABASE, Path(DEFAULT_DATABASE)):
+        if store.is_file():
+            return f"{_SQLITE}{store.resolve()}"
+    return None
 
 
 def tracking_requested(track: bool | None, configured: str | None) -> bool:

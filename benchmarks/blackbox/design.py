@@ -16,7 +16,7 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from tuner.sampling import Dimension
+from tuner.space import Dimension
 
 __all__ = ["from_unit", "sobol_design", "to_unit"]
 

@@ -35,8 +35,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from benchmarks.blackbox.design import to_unit
-from tuner.sampling import build_sampler
-from tuner.space import SearchSpace
+from tuner.space import SearchSpace, build_sampler
 
 __all__ = ["Method", "Table", "Trace", "simulate"]
 

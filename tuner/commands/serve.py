@@ -124,7 +124,8 @@ def command(
 
     from tuner.serving.app import ENVIRONMENT_VARIABLE, ServeSettings, build_app, load_predictor
     from tuner.serving.contract import Limits
-    from tuner.serving.model_source import default_tracking_uri, resolve_model
+    from tuner.serving.model_source import resolve_model
+    from tuner.tracking_uri import model_lookup_uri
 
     if not verbose:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -132,7 +133,7 @@ def command(
     _check_port_free(host, port)
     with tempfile.TemporaryDirectory(prefix="tune-serve-") as tmp:
         source = resolve_model(
-            model, tracking_uri=tracking_uri or default_tracking_uri(), download_dir=Path(tmp)
+            model, tracking_uri=model_lookup_uri(tracking_uri), download_dir=Path(tmp)
         )
         settings = ServeSettings(
             archive=source.archive.resolve(),

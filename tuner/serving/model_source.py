@@ -7,7 +7,6 @@ file and that archive are downloaded, through MLflow's public client.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -15,10 +14,9 @@ from pathlib import Path
 
 from trainer.errors import UserError
 
-__all__ = ["ModelSource", "default_tracking_uri", "resolve_model"]
+__all__ = ["ModelSource", "resolve_model"]
 
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
-_DEFAULT_STORES = (Path("studies") / "mlflow.db", Path("mlflow.db"))
 
 
 @dataclass(frozen=True)
@@ -27,17 +25,6 @@ class ModelSource:
 
     archive: Path
     description: str
-
-
-def default_tracking_uri() -> str | None:
-    """`MLFLOW_TRACKING_URI`, else the quickstart's `studies/mlflow.db` or `./mlflow.db` when one
-    exists here (absolute), else None."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    for store in _DEFAULT_STORES:
-        if store.is_file():
-            return f"sqlite:///{store.resolve()}"
-    return None
 
 
 def resolve_model(model: str, *, tracking_uri: str | None, download_dir: Path) -> ModelSource:
