@@ -76,3 +76,28 @@ def test_the_campaign_prints_the_counts_of_each_target(capsys: pytest.CaptureFix
     cases, accepted, clean, *failures = (int(v) for v in row.split()[1:-1])
     assert code == 0 and cases == 20 and accepted + clean == 20 and not any(failures)
     assert "targets (0 tracebacks, hangs, crashes, unclear errors, wrong results): met" in out
+
+
+@pytest.mark.slow
+def test_tune_train_on_a_full_disk_keeps_the_previous_model_and_continues(tmp_path) -> None:
+    from benchmarks.disk_full import STATE_FILE, tune_train
+
+    output, state = tmp_path / "out", tmp_path / "state"
+    output.mkdir()
+    previous = output / "model.tar.gz"
+    previous.write_bytes(b"the model of an earlier run")
+    # ResNet-20: the state file (~2.3 MB) fits, the archive with 2 checkpoints (~3.3 MB) does not
+    failed = tune_train(output, state, epochs=2, limit=2_800_000)
+    assert failed.code == 2 and "Traceback" not in failed.err, failed.err
+    assert failed.error_lines == [
+        f"error: cannot write {previous}: the file would be larger than allowed (a file size "
+        "limit, see ulimit -f) (File too large); nothing was replaced: the previous file, if "
+        "any, is unchanged"
+    ]
+    assert previous.read_bytes() == b"the model of an earlier run"
+    assert not list(output.glob("*.tmp")) and (state / STATE_FILE).is_file()
+
+    again = tune_train(output, state, epochs=2)
+    assert again.code == 0, again.err
+    assert (again.resumed_after, again.epochs) == (2, [])  # nothing trained twice
+    assert previous.read_bytes() != b"the model of an earlier run"

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.errors import DataError, HyperparameterError
+from trainer.errors import DataError, HyperparameterError, storage_error
 from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
 from trainer.models import build_model
 
@@ -61,15 +61,27 @@ def checkpoint_name(epoch: int) -> str:
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """`torch.save` to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        _raise_if_full(exc, path)
         raise
+
+
+def _raise_if_full(exc: BaseException, path: Path) -> None:
+    """A full disk or a file size limit (torch wraps the OSError in a RuntimeError) as one
+    `StorageError` naming `path`."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+    error = storage_error(cause, path) if isinstance(cause, OSError) else None
+    if error is not None:
+        raise error from None
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -90,7 +102,11 @@ def write_model_archive(
     """Write `model.tar.gz` at `path` atomically: final `state_dict`, the checkpoint files
     (epoch -> saved state_dict), the hyperparameters and `info` (plus the shape/class fields)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _raise_if_full(exc, path)
+        raise
     meta = {
         **info,
         "num_classes": hp.num_classes,
@@ -101,8 +117,9 @@ def write_model_archive(
     }
     weights = io.BytesIO()
     torch.save(dict(state_dict), weights)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
             _add_bytes(tar, _WEIGHTS, weights.getvalue())
             for epoch in sorted(checkpoints):
@@ -110,8 +127,10 @@ def write_model_archive(
             _add_bytes(tar, _HYPERPARAMETERS, json.dumps(hp.to_strings(), indent=2).encode())
             _add_bytes(tar, _INFO, json.dumps(meta, indent=2).encode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        _raise_if_full(exc, path)
         raise
     return path
 

@@ -126,6 +126,14 @@ def hyperparameters_from(file: Path | None, pairs: tuple[str, ...]) -> dict[str,
     "--head`); default: a local Ray. DATA and OUTPUT must then be paths every node can reach.",
 )
 @click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the run's state here after every epoch (weights, optimizer, checkpoints): the "
+    "same command with the same --state-dir continues after the last finished epoch (after a "
+    "full disk, a crash or kill -9). Single-worker runs only.",
+)
+@click.option(
     "--cache-mib",
     default=None,
     type=click.IntRange(min=0),
@@ -145,6 +153,7 @@ def command(
     experiment: str,
     workers: int,
     address: str | None,
+    state_dir: Path | None,
     cache_mib: int | None,
 ) -> None:
     """Parse and check everything, then train (see the help text above)."""
@@ -156,9 +165,18 @@ def command(
     cache = None if cache_mib is None else cache_mib << 20
     data = DataConfig(data_dir, content_type=content_type, cache_bytes=cache)
     if workers > 1:
+        if state_dir is not None:
+            raise click.BadParameter("is for single-worker runs", param_hint="--state-dir")
         result = _train_on_ray(hp, data, output_dir, workers=workers, address=address, seed=seed)
     else:
-        result = fit(hp, data, output_dir, seed=seed, log=lambda line: click.echo(line, err=False))
+        result = fit(
+            hp,
+            data,
+            output_dir,
+            seed=seed,
+            state_dir=state_dir,
+            log=lambda line: click.echo(line, err=False),
+        )
     metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.endswith(":accuracy"))
     click.echo(f"model written to {result.model_path} (best epoch {result.best_epoch}; {metrics})")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
