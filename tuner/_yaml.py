@@ -73,9 +73,11 @@ def load_yaml(text: str, source: str | Path) -> tuple[Any, dict[tuple[str, ...],
 
     Raises `SearchSpaceError` naming `source`, the line and column of a syntax error.
     """
+    loader = None
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        loader = _Loader(text)  # parsed once: the nodes give the lines, then build the data
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -91,6 +93,9 @@ def load_yaml(text: str, source: str | Path) -> tuple[Any, dict[tuple[str, ...],
         ) from None
     except yaml.YAMLError as exc:
         raise SearchSpaceError(f"{source}: YAML syntax error: {exc}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     lines: dict[tuple[str, ...], int] = {}
     if node is not None:
         _lines(node, (), lines, _Loader(""))
