@@ -526,7 +526,7 @@ def record_base(name: str) -> RecordBase:
     return RecordBase(name, name == "multi", rec, offsets, tuple(records))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RecordCase:
     """Mutated `.rec` bytes (and `.idx` text, or none) made from `base` by `mutations`."""
 
@@ -534,6 +534,9 @@ class RecordCase:
     rec: bytes
     idx: str | None
     mutations: tuple[str, ...] = field(default=())
+
+    def __repr__(self) -> str:  # what Hypothesis prints for a failing case: not the bytes
+        return f"RecordCase({describe_record_case(self)!r})"
 
 
 def _mutate(draw: st.DrawFn, data: bytearray, offsets: tuple[int, ...]) -> str:
@@ -760,13 +763,16 @@ def _build_tar(members: list[tuple[str, str, bytes]]) -> bytes:
     return out.getvalue()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ArchiveCase:
     """Mutated `model.tar.gz` bytes and which loader reads them."""
 
     data: bytes
     loader: str  # predict | checkpoint | incremental
     mutations: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # what Hypothesis prints for a failing case: not the bytes
+        return f"ArchiveCase({describe_archive_case(self)!r})"
 
 
 def _json_values() -> st.SearchStrategy[Any]:
@@ -804,14 +810,14 @@ def _member_mutation(draw: st.DrawFn, members: dict[str, tuple[str, bytes]]) -> 
     )
     name = draw(st.sampled_from(names))
     kind, data = members[name]
-    if op == "flip" and data:
+    if op == "flip" and kind == "file" and data:
         buf = bytearray(data)
         for _ in range(draw(st.integers(1, 3))):
             at = draw(st.integers(0, len(buf) - 1))
             buf[at] ^= 1 << draw(st.integers(0, 7))
         members[name] = (kind, bytes(buf))
         return f"flip bits in {name}"
-    if op == "cut" and data:
+    if op == "cut" and kind == "file" and data:
         members[name] = (kind, data[: draw(st.integers(0, len(data) - 1))])
         return f"cut {name}"
     if op == "json":

@@ -60,6 +60,7 @@ def test_an_archive_that_does_not_fit_leaves_the_previous_one(tmp_path: Path) ->
     assert path.read_bytes() == before and _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow  # two short training runs
 def test_a_run_stopped_by_a_full_disk_continues_from_its_last_saved_epoch(tmp_path: Path) -> None:
     hp = make_hp(epochs=3, learning_rate=0.02)  # epoch 2 beats epoch 1: its best replaces 1's
     state = tmp_path / "state"
