@@ -5,7 +5,9 @@ The CLI turns any `UserError` into one clear message and exit code 2; anything e
 
 from __future__ import annotations
 
-__all__ = ["UserError", "HyperparameterError", "DataError"]
+import errno
+
+__all__ = ["UserError", "HyperparameterError", "DataError", "StorageError", "storage_error"]
 
 
 class UserError(Exception):
@@ -27,3 +29,26 @@ class HyperparameterError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """A data directory, list, record or image that cannot be used as given."""
+
+
+class StorageError(UserError):
+    """A file could not be written: the disk is full, a quota or a file size limit was reached."""
+
+
+_FULL = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file would be larger than allowed (a file size limit, see ulimit -f)",
+}
+
+
+def storage_error(exc: OSError, path: object = None) -> StorageError | None:
+    """`exc` as a `StorageError` naming `path` (or the file the OS named) when it says the disk is
+    full or a size limit was reached; None for any other OSError."""
+    if exc.errno not in _FULL:
+        return None
+    where = path if path is not None else exc.filename
+    return StorageError(
+        f"cannot write {where if where is not None else 'a file'}: {_FULL[exc.errno]} "
+        f"({exc.strerror}); nothing was replaced: the previous file, if any, is unchanged"
+    )

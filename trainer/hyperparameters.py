@@ -326,6 +326,9 @@ def parse_hyperparameters(values: Mapping[str, Any]) -> Hyperparameters:
     problems: list[str] = []
     parsed: dict[str, Any] = {}
     for name, raw in values.items():
+        if not isinstance(name, str):  # a YAML key such as `1:`, `null:` or `yes:`
+            problems.append(f"unknown hyperparameter '{name}' (a name is text, got {name!r})")
+            continue
         if name.startswith(_IGNORED_PREFIXES):
             continue
         spec = SPECS.get(name)

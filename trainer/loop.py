@@ -395,10 +395,13 @@ def fit(
                     atomic_torch_save(model.state_dict(), work / checkpoint_name(epoch))
                     progress.checkpoints.append(epoch)
                 for old in drop:
-                    (work / checkpoint_name(old)).unlink(missing_ok=True)
                     progress.checkpoints.remove(old)
                 if state_dir is not None:
                     _save_state(state_path, hp, seed, parts, stopper, progress)
+                # only once the saved state no longer lists them: a run stopped before (a full
+                # disk, kill -9) resumes from a state whose checkpoints all exist
+                for old in drop:
+                    (work / checkpoint_name(old)).unlink(missing_ok=True)
             log(format_progress(metrics, hp.epochs))
             if report is not None:
                 report(metrics)

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from trainer.errors import UserError
+from trainer.errors import UserError, storage_error
 from trainer.notices import show_notices_as_lines
 
 __all__ = ["main"]
@@ -66,3 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a full disk hit by a write that names no file of ours
+        error = storage_error(exc)
+        if error is None:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)

@@ -2,7 +2,7 @@
 
 A simulated study is the real one with the training replaced by a table lookup:
 
-- the sampler is built by `tuner.sampling.build_sampler` from the same name and options as the
+- the sampler is built by `tuner.space.build_sampler` from the same name and options as the
   `sampler:` section, and asked with the space's own define-by-run function;
 - every epoch is reported to Optuna as an intermediate value, an ASHA-stopped trial is told
   `PRUNED` and a finished one its last value, as `StudySearcher` does;

@@ -283,7 +283,10 @@ class RecordReader:
                     f"{size - (pos - length - (-length % 4))} (truncated)"
                 )
         if in_record:
-            raise DataError(f"{self.path}: the last record is cut short (truncated)")
+            raise DataError(
+                f"{self.path}, record {len(offsets) - 1} at byte {offsets[-1]}: the file ends "
+                "inside this split record (truncated)"
+            )
         return offsets
 
     def _stale(self, number: int, problem: str) -> DataError:
@@ -315,7 +318,8 @@ class RecordReader:
         if end != self.size:
             raise DataError(
                 f"{self.idx_path} lists {len(offsets)} records, but in {self.path} the last of "
-                f"them ends at byte {end} of {self.size}: the .idx does not belong to this .rec "
+                f"them (record {last}) ends at byte {end} of {self.size}: the .idx does not "
+                "belong to this .rec "
                 "(rebuild it, or delete it to read the .rec without an index)"
                 if end < self.size
                 else f"{self.path}, record {last} at byte {offsets[last]}: the record says it "

@@ -62,12 +62,19 @@ def _closest(name: str, choices: Any) -> str:
 
 
 def _pydantic_problems(
-    exc: ValidationError, prefix: tuple[str, ...], model: type[BaseModel], problems: Problems
+    exc: ValidationError,
+    prefix: tuple[str, ...],
+    model: type[BaseModel],
+    problems: Problems,
+    *,
+    tagged: bool = False,
 ) -> None:
+    """Each pydantic error as a problem at its YAML path; `tagged` when `model` was picked from a
+    union by its `type` (pydantic then puts the tag first in each error's location)."""
     for err in exc.errors():
-        loc = tuple(
-            str(p) for p in err["loc"] if str(p) not in ("continuous", "integer", "categorical")
-        )
+        loc = tuple(str(p) for p in err["loc"])
+        if tagged and loc and loc[0] in ("continuous", "integer", "categorical"):
+            loc = loc[1:]
         kind = err["type"]
         if kind == "extra_forbidden":
             fields = model.model_fields if len(loc) == 1 else {}
@@ -358,11 +365,12 @@ def check_search(
             "continuous": schema.Continuous,
             "integer": schema.Integer,
         }
-        model = kinds.get(raw.get("type"), schema.Categorical)
+        kind = raw.get("type")
+        model = kinds.get(kind, schema.Categorical) if isinstance(kind, str) else schema.Categorical
         try:
             params[name] = adapter.validate_python(raw)
         except ValidationError as exc:
-            _pydantic_problems(exc, where, model, problems)
+            _pydantic_problems(exc, where, model, problems, tagged=True)
     dims: dict[str, Dimension] = {}
     for name, p in params.items():
         where = ("search", name)

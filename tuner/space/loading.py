@@ -178,7 +178,8 @@ def space_from_mapping(
         fixed_ok = False
         for message in exc.problems:
             name = next(
-                (n for n in fixed_raw if f"'{n}'" in message or message.startswith(n)), None
+                (str(n) for n in fixed_raw if f"'{n}'" in message or message.startswith(str(n))),
+                None,
             )
             if (
                 name is None
