@@ -4,7 +4,6 @@ model.tar.gz behind."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -333,11 +334,14 @@ def ray_known_trial_ids(study_dir: Path) -> set[str] | None:
 class TrackingRuns:
     """`mlflow-runs.json`: the store records go to, the MLflow run id of each local key
     (`study`, `trial:<id>`, `train:<id>`), and the epochs (steps) already logged per key: what
-    makes a resume reuse its runs and a replay skip what is recorded."""
+    makes a resume reuse its runs and a replay skip what is recorded. `instance` names this
+    bookkeeping in the runs' tags, so a run created just before a kill (its id not yet saved here)
+    is found again instead of created twice."""
 
     tracking_uri: str
     runs: dict[str, str] = field(default_factory=dict)
     steps: dict[str, list[int]] = field(default_factory=dict)
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def read_tracking_runs(folder: Path) -> TrackingRuns | None:
@@ -350,6 +354,7 @@ def read_tracking_runs(folder: Path) -> TrackingRuns | None:
         tracking_uri=str(data["tracking_uri"]),
         runs=dict(data.get("runs", {})),
         steps={k: [int(s) for s in v] for k, v in data.get("steps", {}).items()},
+        **({"instance": str(data["instance"])} if "instance" in data else {}),
     )
 
 

@@ -169,15 +169,15 @@ def log_model_on_run(
     the aliased one's (same objective and mode). Returns the new version, or None without a name.
     """
     import pandas as pd
-    from mlflow import MlflowClient
     from mlflow.models import Model
 
     from trainer.artifacts import load_model_archive
+    from tuner.tracking.store import open_client
 
     loaded = load_model_archive(archive)
     channels, height, width = loaded.image_shape
     num_classes = loaded.num_classes
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = open_client(tracking_uri)
     client.log_artifact(run_id, str(archive), "model_archive")
     trainer_dir = Path(sys.modules["trainer"].__path__[0])
     with _global_tracking_uri(tracking_uri):

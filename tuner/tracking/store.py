@@ -27,14 +27,42 @@ from tuner.tracking.records import (
 
 __all__ = [
     "EXPERIMENT_TAGS",
+    "RUN_KEY_TAG",
     "TrackingStore",
     "artifact_location",
     "fail_fast_over_http",
     "is_permanent",
+    "open_client",
 ]
 
 # The MLflow UI opens an experiment of this kind on its training-runs table (not the GenAI view).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+# On every run we create: which bookkeeping (`TrackingRuns.instance`) and key it belongs to.
+RUN_KEY_TAG = "tuner.run_key"
+_SQLITE = "sqlite:///"
+
+
+def open_client(tracking_uri: str) -> Any:
+    """An `MlflowClient` on `tracking_uri` (also its registry).
+
+    MLflow creates and migrates a sqlite store's tables when a client first opens it. Two
+    processes doing that at once on a new store (two studies started together on the default
+    `studies/mlflow.db`) run the migrations over each other and leave the store unusable
+    ("table _alembic_tmp_tags already exists"), so here it happens under a lock file beside it.
+    """
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    if not tracking_uri.startswith(_SQLITE):
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    database = Path(tracking_uri[len(_SQLITE) :])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f".{database.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
 
 # Error codes meaning "this operation is wrong", not "the store is away": such an operation is
 # reported and dropped instead of blocking everything spooled behind it.
@@ -120,11 +148,7 @@ class TrackingStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(
-                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
-            )
+            self._client = open_client(self.tracking_uri)
         return self._client
 
     def apply(self, record: Record) -> None:
@@ -172,10 +196,20 @@ class TrackingStore:
         if existing is not None:
             self.client.update_run(existing, status="RUNNING")
             return
-        tags = dict(record.tags)
+        experiment_id = self._experiment_id(record.experiment, record.artifact_location)
+        run_key = f"{self._state.instance}/{record.key}"
+        # created by a process killed before it saved the run id: reopen that run
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=1
+        )
+        if found:
+            self.client.update_run(found[0].info.run_id, status="RUNNING")
+            self._state.runs[record.key] = found[0].info.run_id
+            self._save_state()
+            return
+        tags = {**record.tags, RUN_KEY_TAG: run_key}
         if record.parent:
             tags["mlflow.parentRunId"] = self._require_run(record.parent)
-        experiment_id = self._experiment_id(record.experiment, record.artifact_location)
         run = self.client.create_run(
             experiment_id, start_time=record.start_time, tags=tags, run_name=record.run_name
         )
