@@ -3,18 +3,32 @@
     python -m benchmarks.bench_faults                     # every part
     python -m benchmarks.bench_faults --part fuzz --cases 10000
     python -m benchmarks.bench_faults --part disk-full
+    python -m benchmarks.bench_faults --part kills --kills 10
+    python -m benchmarks.bench_faults --part concurrent --part cluster
 
 Parts (`--part`, repeatable):
 
+- `cluster`: a head and two worker nodes (`ray.cluster_utils.Cluster`); a study on both worker
+  nodes, one of which has its raylet SIGKILLed mid-trial; then `tune train --workers 2 --address`
+  across the nodes (`benchmarks/faults/cluster.py`). Targets: no trial lost, one MLflow child run
+  per trial, the distributed run writes its model.
+- `concurrent`: two studies at once on one sqlite store, then one study against a real
+  `mlflow server` (`benchmarks/faults/concurrent.py`). Targets: every run and per-epoch metric
+  found, no `database is locked` or traceback shown.
 - `disk-full`: `tune train` whose output and state directory fill up, by a small tmpfs where this
   user may mount one and by `RLIMIT_FSIZE` in the subprocess everywhere. After each failed write
   the previous model.tar.gz must be intact, the error one line saying the disk is full and where,
   and the same command, once there is room, must continue from the last finished epoch.
+- `kills`: `tune run` SIGKILLed at seeded random moments `--kills` times, each followed by the
+  same command, and `tune train --checkpoint-dir` killed mid-epoch (`benchmarks/faults/kills.py`).
+  Targets: 0 finished trials lost or duplicated, exactly one MLflow run per trial and one parent
+  run, at most 1 epoch trained again per running trial per kill; tune train continues and ends
+  with an uninterrupted run's metrics.
 - `fuzz`: Hypothesis-generated input for `parse_hyperparameters`, the search-space loader,
-  RecordIO and the model-archive loader (`benchmarks/fuzz_targets.py`), each case run in a
-  sandboxed worker (`benchmarks/sandbox.py`) so that hangs and crashes are counted. Prints cases
-  and outcomes by kind per target. Targets: 0 tracebacks, hangs, crashes, unclear errors and
-  wrong results.
+  RecordIO and the model-archive loader (`benchmarks/faults/fuzz_targets.py`), each case run in
+  a sandboxed worker (`benchmarks/faults/sandbox.py`) so that hangs and crashes are counted.
+  Prints cases and outcomes by kind per target. Targets: 0 tracebacks, hangs, crashes, unclear
+  errors and wrong results.
 
 A new part is a function `(args) -> bool` (True when it met its targets) added to `PARTS`.
 Exit status 0 when every part run met its targets, 1 otherwise.
@@ -30,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.fuzz_targets import FAILURES, KINDS, TARGETS, Outcome
+from benchmarks.faults.fuzz_targets import FAILURES, KINDS, TARGETS, Outcome
 
 
 class _OutOfTime(Exception):
@@ -52,7 +66,7 @@ def fuzz_target(
     from hypothesis import seed as hypothesis_seed
     from tqdm import tqdm
 
-    from benchmarks.sandbox import Sandbox
+    from benchmarks.faults.sandbox import Sandbox
 
     target = TARGETS[name]
     kinds: Counter[str] = Counter()
@@ -120,15 +134,93 @@ def part_fuzz(args: argparse.Namespace) -> bool:
 
 
 def part_disk_full(args: argparse.Namespace) -> bool:
-    """Part 4: see `benchmarks/disk_full.py`."""
-    from benchmarks.disk_full import run_campaign
+    """Part 4: see `benchmarks/faults/disk_full.py`."""
+    from benchmarks.faults.disk_full import run_campaign
 
     return run_campaign(epochs=args.epochs)
 
 
+def _print_counts(title: str, counts: dict[str, Any]) -> None:
+    print(title)
+    for key, value in counts.items():
+        print(f"  {key:<66} {value}")
+
+
+def _work(args: argparse.Namespace, name: str) -> Any:
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix=f"bench-faults-{name}-", dir=args.work))
+
+
+def part_kills(args: argparse.Namespace) -> bool:
+    """Part 2: SIGKILL the study driver and tune train at random moments (`faults/kills.py`)."""
+    from benchmarks.faults.kills import study_kills, train_kills
+
+    study = study_kills(
+        _work(args, "kills"), args.kills, args.seed, (args.kill_after, args.kill_by)
+    )
+    _print_counts(f"part 2, tune run killed {study['kills']} times (seed {args.seed}):", study)
+    train = train_kills(_work(args, "train-kills"), max(1, args.kills // 3), args.seed)
+    _print_counts("part 2, tune train --checkpoint-dir killed mid-epoch:", train)
+    ok = (
+        study["final run exit status"] == 0
+        and study["finished trials lost (target 0)"] == 0
+        and study["trials duplicated (target 0)"] == 0
+        and study["MLflow parent runs (target 1)"] == 1
+        and study["trials without exactly 1 MLflow child run (target 0)"] == 0
+        and study["most epochs trained again per trial per kill (target <= 1)"] <= 1
+        and train["rerun exit status"] == 0
+        and train["reruns that did not continue from the last epoch (target 0)"] == 0
+        and train["files left in the output after a kill (target 0)"] == 0
+        and train["final metrics equal an uninterrupted run's"]
+    )
+    print(f"targets: {'met' if ok else 'NOT met'}")
+    return ok
+
+
+def part_concurrent(args: argparse.Namespace) -> bool:
+    """Part 3: two studies on one sqlite store; one study on a real server."""
+    from benchmarks.faults.concurrent import one_study_on_a_server, two_studies_one_store
+
+    both = two_studies_one_store(_work(args, "two-studies"))
+    _print_counts("part 3, two studies at once on one sqlite store:", both)
+    served = one_study_on_a_server(_work(args, "server"))
+    _print_counts("part 3, one study against a real mlflow server:", served)
+    counts = {**both, **served}
+    ok = all(
+        counts[f"{s}: runs expected"] == counts[f"{s}: runs found"]
+        and counts[f"{s}: metric points expected"] == counts[f"{s}: metric points found"]
+        and counts[f"{s}: exit status"] == 0
+        for s in ("left", "right", "served")
+    ) and not any(v for k, v in counts.items() if "tracebacks" in k)
+    print(f"targets: {'met' if ok else 'NOT met'}")
+    return ok
+
+
+def part_cluster(args: argparse.Namespace) -> bool:
+    """Part 1: a 3-node Ray cluster on this machine, one worker node killed mid-trial."""
+    from benchmarks.faults.cluster import cluster_study
+
+    counts = cluster_study(_work(args, "cluster"))
+    _print_counts("part 1, a study on a head + 2 worker nodes, node 2's raylet SIGKILLed:", counts)
+    ok = (
+        counts["study exit status"] == 0
+        and counts["trials lost (target 0)"] == 0
+        and counts["trials without exactly 1 MLflow child run (target 0)"] == 0
+        and counts["tune train --workers 2 exit status"] == 0
+        and counts["tune train model written"]
+    )
+    print(f"targets: {'met' if ok else 'NOT met'}")
+    return ok
+
+
 PARTS: dict[str, Callable[[argparse.Namespace], bool]] = {
+    "cluster": part_cluster,
+    "concurrent": part_concurrent,
     "disk-full": part_disk_full,
     "fuzz": part_fuzz,
+    "kills": part_kills,
 }
 
 
@@ -156,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds one fuzz case may take before it counts as a hang",
     )
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the disk-full runs")
+    parser.add_argument("--kills", type=int, default=10, help="SIGKILLs of the study driver")
+    parser.add_argument(
+        "--kill-after", type=float, default=10.0, help="earliest kill, seconds after a start"
+    )
+    parser.add_argument("--kill-by", type=float, default=45.0, help="latest kill, likewise")
+    parser.add_argument("--work", default=None, help="folder for the parts' studies (default: tmp)")
     args = parser.parse_args(argv)
     args.targets = args.targets or list(TARGETS)
     ok = True

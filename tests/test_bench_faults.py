@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 
-from benchmarks.fuzz_targets import FAILURES, TARGETS, Outcome
+from benchmarks.faults.fuzz_targets import FAILURES, TARGETS, Outcome
 
 settings.register_profile(
     "fuzz-make-test",
@@ -55,7 +55,7 @@ def test_a_damaged_or_hostile_archive_is_one_error_and_runs_nothing(case) -> Non
 
 
 def test_the_sandbox_counts_a_hang_and_a_crash_and_goes_on() -> None:
-    from benchmarks.sandbox import Sandbox
+    from benchmarks.faults.sandbox import Sandbox
 
     with Sandbox("sleep", timeout=3) as sandbox:
         assert sandbox.run(0).kind == "accepted"
@@ -80,7 +80,7 @@ def test_the_campaign_prints_the_counts_of_each_target(capsys: pytest.CaptureFix
 
 @pytest.mark.slow
 def test_tune_train_on_a_full_disk_keeps_the_previous_model_and_continues(tmp_path) -> None:
-    from benchmarks.disk_full import STATE_FILE, tune_train
+    from benchmarks.faults.disk_full import STATE_FILE, tune_train
 
     output, state = tmp_path / "out", tmp_path / "state"
     output.mkdir()

@@ -76,7 +76,7 @@ def test_processes_opening_a_new_sqlite_store_at_once_all_get_a_working_store(
         for i in range(4)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-2000:]
         assert "already exists" not in err
     client = mlflow.MlflowClient(uri)

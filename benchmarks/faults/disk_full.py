@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "assets" / "recordio" / "cifar10"
 STATE_FILE = "training_state.pt"
 _EPOCH = re.compile(r"^epoch (\d+)/\d+ ", re.M)

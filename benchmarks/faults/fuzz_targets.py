@@ -13,7 +13,7 @@ product and says what came of it as an `Outcome`:
 - `traceback`: any other exception (a bug: the CLI would print a traceback).
 
 `hang` and `crash` are added by the sandbox that runs the cases in a worker process
-(`benchmarks/sandbox.py`). Changes that the input format cannot detect (RecordIO and tar.gz
+(`benchmarks/faults/sandbox.py`). Changes that the input format cannot detect (RecordIO and tar.gz
 members have no checksum over a record's label, JPEG none over its pixels) are accepted and
 counted as notes, not failures.
 
@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "tests" / "assets"
 
 ACCEPTED = "accepted"

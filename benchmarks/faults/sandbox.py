@@ -20,7 +20,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fuzz_targets import CRASH, HANG, TARGETS, TRACEBACK, Outcome
+from benchmarks.faults.fuzz_targets import CRASH, HANG, TARGETS, TRACEBACK, Outcome
 
 __all__ = ["Sandbox"]
 
