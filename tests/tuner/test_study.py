@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tuner.errors import SearchSpaceError
 from tuner.space import load_space
 from tuner.study import run_study
 from tuner.study.results import summarize_study
@@ -343,6 +344,12 @@ limits: {max_trials: 6, max_parallel: 1, target_value: 0.01}
     assert any(
         "study ended early: validation:accuracy reached the target 0.01" in ln for ln in lines
     )
+    # a study saved by an earlier version, whose pickles name modules that have since moved, is
+    # refused with one message instead of Ray's ModuleNotFoundError traceback
+    saved = tmp_path / "studies" / "target" / "tuner.pkl"
+    saved.write_bytes(b"\x80\x04ctuner.searcher\nStudySearcher\n.")
+    with pytest.raises(SearchSpaceError, match=r"earlier version .*tuner\.searcher.*tune results"):
+        run_study(load_space(path), log=lines.append)
 
 
 def test_engines_chatter_is_kept_out_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -287,9 +287,22 @@ def run_study(
     pruned = PrunedLog(study_dir)
     if existing:
         log(f"resuming the study at {study_dir}")
-        tuner = Tuner.restore(
-            str(study_dir), trainable=_trainable(space), resume_unfinished=True, resume_errored=True
-        )
+        try:
+            tuner = Tuner.restore(
+                str(study_dir),
+                trainable=_trainable(space),
+                resume_unfinished=True,
+                resume_errored=True,
+            )
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("tuner."):
+                raise
+            raise SearchSpaceError(
+                f"the study at {study_dir} was started by an earlier version of this tool (its "
+                f"saved state refers to {exc.name}, which has moved), so it cannot be continued; "
+                f"its results stay readable with `tune results {study_dir}`. To run this space "
+                "again, give it another study.name (or study.directory)"
+            ) from None
     else:
         write_study_file(
             study_dir,
