@@ -172,7 +172,7 @@ def log_model_on_run(
     from mlflow.models import Model
 
     from trainer.artifacts import load_model_archive
-    from tuner.tracking.store import open_client
+    from tuner.tracking.client import open_client
 
     loaded = load_model_archive(archive)
     channels, height, width = loaded.image_shape

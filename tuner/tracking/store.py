@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from tuner import layout
 from tuner.layout import TrackingRuns
+from tuner.tracking.client import open_client
 from tuner.tracking.records import (
     CreateRun,
     EndRun,
@@ -32,7 +33,6 @@ __all__ = [
     "artifact_location",
     "fail_fast_over_http",
     "is_permanent",
-    "open_client",
 ]
 
 # The MLflow UI opens an experiment of this kind on its training-runs table (not the GenAI view).
@@ -40,30 +40,6 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 # On every run we create: which bookkeeping (`TrackingRuns.instance`) and key it belongs to.
 RUN_KEY_TAG = "tuner.run_key"
-_SQLITE = "sqlite:///"
-
-
-def open_client(tracking_uri: str) -> Any:
-    """An `MlflowClient` on `tracking_uri` (also its registry).
-
-    MLflow creates and migrates a sqlite store's tables when a client first opens it. Two
-    processes doing that at once on a new store (two studies started together on the default
-    `studies/mlflow.db`) run the migrations over each other and leave the store unusable
-    ("table _alembic_tmp_tags already exists"), so here it happens under a lock file beside it.
-    """
-    import fcntl
-
-    from mlflow import MlflowClient
-
-    if not tracking_uri.startswith(_SQLITE):
-        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    database = Path(tracking_uri[len(_SQLITE) :])
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(f".{database.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
 # Error codes meaning "this operation is wrong", not "the store is away": such an operation is
 # reported and dropped instead of blocking everything spooled behind it.
 _PERMANENT_CODES = {
