@@ -157,9 +157,7 @@ def part_kills(args: argparse.Namespace) -> bool:
     """Part 2: SIGKILL the study driver and tune train at random moments (`faults/kills.py`)."""
     from benchmarks.faults.kills import study_kills, train_kills
 
-    study = study_kills(
-        _work(args, "kills"), args.kills, args.seed, (args.kill_after, args.kill_by)
-    )
+    study = study_kills(_work(args, "kills"), args.kills, args.seed, args.kill_within)
     _print_counts(f"part 2, tune run killed {study['kills']} times (seed {args.seed}):", study)
     train = train_kills(_work(args, "train-kills"), max(1, args.kills // 3), args.seed)
     _print_counts("part 2, tune train --checkpoint-dir killed mid-epoch:", train)
@@ -250,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the disk-full runs")
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs of the study driver")
     parser.add_argument(
-        "--kill-after", type=float, default=10.0, help="earliest kill, seconds after a start"
+        "--kill-within",
+        type=float,
+        default=20.0,
+        help="each kill comes at a random moment this many seconds at most after the run's first "
+        "trained epoch",
     )
-    parser.add_argument("--kill-by", type=float, default=45.0, help="latest kill, likewise")
     parser.add_argument("--work", default=None, help="folder for the parts' studies (default: tmp)")
     args = parser.parse_args(argv)
     args.targets = args.targets or list(TARGETS)

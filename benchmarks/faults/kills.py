@@ -87,8 +87,15 @@ def _trials(study_dir: Path) -> dict[str, Any]:
     return {t.trial_id: t for t in load_trials(study_dir, "validation:accuracy", "max")}
 
 
-def study_kills(work: Path, kills: int, seed: int, window: tuple[float, float]) -> dict[str, Any]:
-    """Kill `tune run` `kills` times at random moments in `window` seconds after each start."""
+def _epochs_trained(study_dir: Path) -> int:
+    return sum(
+        len(_EPOCH_LINE.findall(log.read_text())) for log in study_dir.glob("trial_*/train.log")
+    )
+
+
+def study_kills(work: Path, kills: int, seed: int, within: float) -> dict[str, Any]:
+    """Kill `tune run` `kills` times, each at a random moment within `within` seconds after that
+    run has trained its first epoch (so every run gets somewhere, however slow its start)."""
     work.mkdir(parents=True, exist_ok=True)
     space = work / "kills.yaml"
     space.write_text(SPACE)
@@ -99,8 +106,14 @@ def study_kills(work: Path, kills: int, seed: int, window: tuple[float, float]) 
     done_kills, ended_early = 0, False
     for k in range(kills):
         proc = _start([TUNE, "run", str(space)], work / f"run-{k}.log")
-        delay = rng.uniform(*window)
-        if _wait(proc, delay):
+        before = _epochs_trained(study_dir)
+        deadline = time.monotonic() + 900
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _epochs_trained(study_dir) > before:
+                break
+            time.sleep(0.2)
+        delay = rng.uniform(0.0, within)
+        if proc.poll() is not None or _wait(proc, delay):
             ended_early = True  # the study finished before this kill
             break
         for trial in _trials(study_dir).values():
@@ -110,7 +123,10 @@ def study_kills(work: Path, kills: int, seed: int, window: tuple[float, float]) 
                 running_at_kill[trial.trial_id] += 1
         _kill(proc)
         done_kills += 1
-        print(f"  kill {k + 1}/{kills} after {delay:.1f} s: {len(finished)} trials finished so far")
+        print(
+            f"  kill {k + 1}/{kills}, {delay:.1f} s after this run's first epoch: "
+            f"{len(finished)} trials finished, {_epochs_trained(study_dir)} epochs trained so far"
+        )
     final = subprocess.run(
         [TUNE, "run", str(space)], cwd=work, capture_output=True, text=True, timeout=1800
     )
