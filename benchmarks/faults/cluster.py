@@ -92,7 +92,7 @@ def cluster_study(work: Path) -> dict[str, Any]:
         initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
     )
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
+    cluster.wait_for_nodes(timeout=300)
     raylets = {_raylet_pid(n): f"node {i + 1}" for i, n in enumerate(nodes)}
     env = {**os.environ, "RAY_ADDRESS": cluster.address}
     seen: dict[str, set[str]] = {}
@@ -151,8 +151,10 @@ def cluster_study(work: Path) -> dict[str, Any]:
             ),
         }
         # the surviving node and a replacement: tune train with one worker on each
+        if killed_node is not None:
+            cluster.remove_node(nodes[1], allow_graceful=False)
         cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
+        cluster.wait_for_nodes(timeout=300)
         train = subprocess.run(
             [
                 TUNE,

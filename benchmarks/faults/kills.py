@@ -210,15 +210,20 @@ def train_kills(work: Path, kills: int, seed: int) -> dict[str, Any]:
         print(f"  train kill {k + 1}/{kills}: after epoch {last_epoch}")
     rerun = subprocess.run(argv("killed"), capture_output=True, text=True, timeout=1800)
     whole = subprocess.run(argv("whole"), capture_output=True, text=True, timeout=1800)
+    (work / "rerun.log").write_text(rerun.stdout + rerun.stderr)
+    (work / "whole.log").write_text(whole.stdout + whole.stderr)
     strip = re.compile(r" img/s=\d+| time=\S+")
     last = re.compile(r"^epoch 6/6 .*$", re.M)
     a, b = last.search(rerun.stdout), last.search(whole.stdout)
-    return {
+    resumed = strip.sub("", a.group(0)) if a else "(no last epoch line in rerun.log)"
+    uninterrupted = strip.sub("", b.group(0)) if b else "(no last epoch line in whole.log)"
+    counts: dict[str, Any] = {
         "train kills": kills,
         "rerun exit status": rerun.returncode,
         "reruns that did not continue from the last epoch (target 0)": not_continued,
         "files left in the output after a kill (target 0)": partial,
-        "final metrics equal an uninterrupted run's": bool(
-            a and b and strip.sub("", a.group(0)) == strip.sub("", b.group(0))
-        ),
+        "final metrics equal an uninterrupted run's": resumed == uninterrupted,
     }
+    if resumed != uninterrupted:
+        counts.update({"last epoch, resumed": resumed, "last epoch, uninterrupted": uninterrupted})
+    return counts
