@@ -24,6 +24,7 @@ from tuner.tracking.records import (
     LogText,
     Record,
 )
+from tuner.tracking.view import EXPERIMENT_KIND_TAG
 
 __all__ = [
     "EXPERIMENT_TAGS",
@@ -33,8 +34,8 @@ __all__ = [
     "is_permanent",
 ]
 
-# The MLflow UI opens an experiment of this kind on its training-runs table (not the GenAI view).
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# Older MLflow UIs open an experiment of this kind on its training-runs table (tracking/view.py).
+EXPERIMENT_TAGS = dict(EXPERIMENT_KIND_TAG)
 
 # Error codes meaning "this operation is wrong", not "the store is away": such an operation is
 # reported and dropped instead of blocking everything spooled behind it.
@@ -168,6 +169,9 @@ class TrackingStore:
         return self._experiments[name]
 
     def _create_run(self, record: CreateRun) -> None:
+        experiment_id = self._experiment_id(record.experiment, record.artifact_location)
+        for key, value in record.experiment_tags.items():
+            self.client.set_experiment_tag(experiment_id, key, value)
         existing = self.run_id(record.key)
         if existing is not None:
             self.client.update_run(existing, status="RUNNING")
@@ -175,7 +179,6 @@ class TrackingStore:
         tags = dict(record.tags)
         if record.parent:
             tags["mlflow.parentRunId"] = self._require_run(record.parent)
-        experiment_id = self._experiment_id(record.experiment, record.artifact_location)
         run = self.client.create_run(
             experiment_id, start_time=record.start_time, tags=tags, run_name=record.run_name
         )
