@@ -7,6 +7,7 @@ trainer and `tune run` lives in test_tracking_e2e.py.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -199,12 +200,20 @@ def test_a_ray_study_gives_one_parent_and_one_child_per_trial_with_epoch_metrics
     plots = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"optimization_history.png", "learning_curves.png"} <= plots
 
+    # how the MLflow UI shows it: a training experiment, with the study's shared view
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags["mlflow.sharedViewState.tuner-trials"])
+    assert view["selectedColumns"][:2] == ["metrics.`best_value`", f"metrics.`{OBJECTIVE}`"]
+
     statuses = {}
     for child in children:
         trial_id = child.data.tags["ray.trial_id"]
         ran = epochs.epochs[trial_id]
         history = client.get_metric_history(child.info.run_id, OBJECTIVE)
         assert [m.step for m in history] == list(range(1, ran + 1)), trial_id
+        assert child.info.run_name == f"trial_{trial_id}"  # as its folder
+        if history:  # the trial's value: its best epoch's, as the leaderboard ranks it
+            assert child.data.metrics["best_value"] == max(m.value for m in history)
         assert child.data.params["learning_rate"] in {str(lr) for lr in QUALITY}
         assert child.data.params["num_classes"] == "10"  # the fixed hyperparameters too
         assert child.data.metrics["wall_time_seconds"] > 0

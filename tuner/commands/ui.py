@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
 from trainer.errors import UserError
 
-__all__ = ["command", "store_of"]
+__all__ = ["command", "store_of", "study_page"]
 
 
 def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
@@ -35,6 +40,34 @@ def store_of(study_dir: Path | None, tracking_uri: str | None) -> str:
     return training_tracking_uri(None)
 
 
+def _get(url: str, endpoint: str, **params: str) -> Any:
+    """One GET of MLflow's REST API, as JSON."""
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/{endpoint}?{query}", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def study_page(url: str, study_dir: Path | None) -> str:
+    """The page to open on the UI at `url`: the study's experiment in MLflow's training view,
+    with the study's shared view of its trials when the experiment has one; else the list of
+    experiments (in the training view)."""
+    from tuner.layout import read_tracking_runs
+    from tuner.tracking.view import SHARE_TAG, experiment_url
+
+    runs = read_tracking_runs(study_dir) if study_dir is not None else None
+    run_id = runs.runs.get("study") if runs is not None else None
+    if run_id is None:
+        return experiment_url(url, None, shared_view=False)
+    try:
+        run = _get(url, "runs/get", run_id=run_id)["run"]
+        experiment_id = str(run["info"]["experiment_id"])
+        experiment = _get(url, "experiments/get", experiment_id=experiment_id)["experiment"]
+    except (urllib.error.URLError, OSError, KeyError, TypeError, ValueError):
+        return experiment_url(url, None, shared_view=False)  # the run is not in this store
+    tags = {tag["key"] for tag in experiment.get("tags", [])}
+    return experiment_url(url, experiment_id, shared_view=SHARE_TAG in tags)
+
+
 # The server runs in its own process group (so Ctrl-C at the terminal reaches only `tune ui`):
 # each of these signals must stop it through the `finally` below, or it keeps holding the port.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -56,6 +89,10 @@ def _port_is_free(host: str, port: int) -> bool:
 @click.command(
     "ui",
     help="""Start the MLflow UI on a study's tracking store, bound to 127.0.0.1, and print its URL.
+
+    The URL opens the study's experiment in MLflow's training view, its trials nested under the
+    study run, with the objective and the searched hyperparameters as columns; select trials and
+    press Compare (or open Chart view) to plot their metrics against the epoch.
 
     STUDY_DIR is a study directory (the store it recorded to is kept in its mlflow-runs.json);
     without it, MLFLOW_TRACKING_URI or ./mlflow.db. A study recording to a tracking server needs
@@ -82,7 +119,8 @@ def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: i
 
     uri = store_of(study_dir, tracking_uri)
     if not uri.startswith("sqlite:///"):
-        click.echo(f"the study records to the tracking server {uri}: open that URL in a browser")
+        page = study_page(uri.rstrip("/"), study_dir) if uri.startswith("http") else uri
+        click.echo(f"the study records to the tracking server {uri}: open {page}")
         return
     database = Path(uri[len("sqlite:///") :])
     if not database.is_file():
@@ -100,7 +138,7 @@ def command(study_dir: Path | None, tracking_uri: str | None, host: str, port: i
             uri, port=port, artifacts_destination=database.parent / "mlartifacts", host=host
         )
         wait_until_healthy(url, process)
-        click.echo(f"MLflow UI for {uri}: {url}  (Ctrl-C stops it)", err=False)
+        click.echo(f"MLflow UI for {uri}: {study_page(url, study_dir)}  (Ctrl-C stops it)")
         process.wait()
     except KeyboardInterrupt:
         pass

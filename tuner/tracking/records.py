@@ -60,7 +60,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class CreateRun:
-    """Create the run of `key` (a child of `parent`'s run), or reopen it if it exists."""
+    """Create the run of `key` (a child of `parent`'s run), or reopen it if it exists; either way
+    `experiment_tags` are set on its experiment (how the MLflow UI shows it)."""
 
     key: str
     experiment: str
@@ -69,6 +70,7 @@ class CreateRun:
     run_name: str | None = None
     start_time: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    experiment_tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from tuner.tracking.records import (
     LogText,
     Record,
 )
+from tuner.tracking.view import EXPERIMENT_KIND_TAG
 
 __all__ = [
     "EXPERIMENT_TAGS",
@@ -35,8 +36,8 @@ __all__ = [
     "is_permanent",
 ]
 
-# The MLflow UI opens an experiment of this kind on its training-runs table (not the GenAI view).
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# Older MLflow UIs open an experiment of this kind on its training-runs table (tracking/view.py).
+EXPERIMENT_TAGS = dict(EXPERIMENT_KIND_TAG)
 
 # On every run we create: which bookkeeping (`TrackingRuns.instance`) and key it belongs to.
 RUN_KEY_TAG = "tuner.run_key"
@@ -168,6 +169,9 @@ class TrackingStore:
         return self._experiments[name]
 
     def _create_run(self, record: CreateRun) -> None:
+        experiment_id = self._experiment_id(record.experiment, record.artifact_location)
+        for key, value in record.experiment_tags.items():
+            self.client.set_experiment_tag(experiment_id, key, value)
         existing = self.run_id(record.key)
         if existing is not None:
             self.client.update_run(existing, status="RUNNING")

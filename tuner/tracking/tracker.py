@@ -38,6 +38,7 @@ from tuner.tracking.records import (
     now_ms,
 )
 from tuner.tracking.store import artifact_location, fail_fast_over_http
+from tuner.tracking.view import study_view_tags
 from tuner.tracking_uri import absolute_tracking_uri
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class _TrialProgress:
     epochs: int = 0
     images_per_second: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
+    objective_values: list[float] = field(default_factory=list)
 
 
 class StudyTracker:
@@ -141,7 +143,12 @@ class StudyTracker:
         return self._recorder
 
     def _create_run(
-        self, key: str, run_name: str, tags: dict[str, str], parent: str | None
+        self,
+        key: str,
+        run_name: str,
+        tags: dict[str, str],
+        parent: str | None,
+        experiment_tags: dict[str, str] | None = None,
     ) -> None:
         self.recorder.submit(
             CreateRun(
@@ -152,6 +159,7 @@ class StudyTracker:
                 run_name=run_name,
                 start_time=now_ms(),
                 tags=tags,
+                experiment_tags=experiment_tags or {},
             )
         )
 
@@ -173,7 +181,9 @@ class StudyTracker:
             "mode": self.mode,
             "study_dir": str(self.study_dir),
         }
-        self._create_run(STUDY_KEY, self.study_name, tags, parent=None)
+        searched = [name for name in str(settings.get("searched") or "").split(",") if name]
+        view = study_view_tags(self.objective, self.mode, searched)
+        self._create_run(STUDY_KEY, self.study_name, tags, parent=None, experiment_tags=view)
         params = {"objective": self.objective, "mode": self.mode, **_flat(settings)}
         self.recorder.submit(LogBatch(STUDY_KEY, params=params))
         self.recorder.submit(LogText(STUDY_KEY, space_text, "search_space.yaml"))
@@ -284,7 +294,7 @@ class StudyTracker:
         progress.started = True
         key = f"trial:{trial_id}"
         tags = {"ray.trial_id": trial_id, "study_name": self.study_name, "tuner.role": "trial"}
-        self._create_run(key, f"{self.study_name}-{trial_id}", tags, parent=STUDY_KEY)
+        self._create_run(key, layout.trial_dirname(trial_id), tags, parent=STUDY_KEY)
         self.recorder.submit(LogBatch(key, params=self._hyperparameters_of(config)))
 
     def _trial_result(self, event: TrialResult) -> None:
@@ -299,6 +309,9 @@ class StudyTracker:
             if is_metric(name, value)
         )
         progress.epochs = max(progress.epochs, epoch)
+        value = result.get(self.objective)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            progress.objective_values.append(float(value))
         if "train:images_per_second" in result:
             progress.images_per_second.append(float(result["train:images_per_second"]))
         progress.wall_seconds = float(result.get("time_total_s", progress.wall_seconds))
@@ -324,6 +337,9 @@ class StudyTracker:
             "wall_time_seconds": progress.wall_seconds,
             "epochs_run": progress.epochs,
         }
+        if progress.objective_values:  # the trial's value, as the leaderboard ranks it
+            best = max if self.mode == "max" else min
+            summary["best_value"] = best(progress.objective_values)
         if progress.images_per_second:
             summary["images_per_second"] = sum(progress.images_per_second) / len(
                 progress.images_per_second
