@@ -176,7 +176,6 @@ class TrackingStore:
         if existing is not None:
             self.client.update_run(existing, status="RUNNING")
             return
-        experiment_id = self._experiment_id(record.experiment, record.artifact_location)
         run_key = f"{self._state.instance}/{record.key}"
         # created by a process killed before it saved the run id: reopen that run
         found = self.client.search_runs(
