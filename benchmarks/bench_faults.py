@@ -205,6 +205,7 @@ def part_cluster(args: argparse.Namespace) -> bool:
     ok = (
         counts["study exit status"] == 0
         and counts["trials lost (target 0)"] == 0
+        and counts["trials retried from scratch (target 0)"] == 0
         and counts["trials without exactly 1 MLflow child run (target 0)"] == 0
         and counts["tune train --workers 2 exit status"] == 0
         and counts["tune train model written"]

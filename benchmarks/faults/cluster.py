@@ -30,6 +30,7 @@ from benchmarks.faults.records import study_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "tests" / "assets" / "cifar10"
+EPOCHS = 8
 TUNE = str(Path(sys.executable).parent / "tune")
 SPACE = f"""\
 study: {{name: cluster, directory: studies, seed: 0}}
@@ -40,7 +41,7 @@ fixed:
   num_layers: 20
   image_shape: 3,32,32
   mini_batch_size: 64
-  epochs: 4
+  epochs: {EPOCHS}
 search:
   learning_rate: {{type: continuous, low: 1.0e-3, high: 0.3, scaling: log}}
 sampler: {{name: random}}
@@ -121,20 +122,28 @@ def cluster_study(work: Path) -> dict[str, Any]:
                     else {}
                 )
                 on_nodes = {placed[t] for t in running if t in placed}
-                if killed_node is None and len(on_nodes) == 2:
-                    # both nodes busy, each trial past its first epoch: kill node 2's raylet
-                    killed_node = "node 2"
-                    killed_trials = [t for t in running if placed.get(t) == killed_node]
+                victims = [
+                    t
+                    for t in running
+                    if placed.get(t) == "node 2" and 1 <= len(running[t].history) <= EPOCHS - 3
+                ]
+                if killed_node is None and len(on_nodes) == 2 and victims:
+                    # both nodes busy, node 2's trial well inside its run: kill node 2's raylet
+                    killed_node, killed_trials = "node 2", victims
                     os.kill(_raylet_pid(nodes[1]), signal.SIGKILL)
                 time.sleep(0.5)
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
         trials = load_trials(study_dir, "validation:accuracy", "max")
-        retried = sum(
-            "resuming from" in (study_dir / f"trial_{t.trial_id}" / "train.log").read_text()
+        logs = {
+            t.trial_id: (study_dir / f"trial_{t.trial_id}" / "train.log").read_text()
             for t in trials
             if (study_dir / f"trial_{t.trial_id}" / "train.log").is_file()
+        }
+        retried = sum("resuming from" in text for text in logs.values())
+        started_over = sum(
+            text.count("device: ") > 1 and "resuming from" not in text for text in logs.values()
         )
         children, _, _ = study_runs(f"sqlite:///{work / 'studies' / 'mlflow.db'}", "cluster")
         result: dict[str, Any] = {
@@ -142,7 +151,8 @@ def cluster_study(work: Path) -> dict[str, Any]:
             "node killed": killed_node or "none (both nodes were never busy at once)",
             "trials on the killed node": len(killed_trials),
             "trials finished": sum(t.status == "finished" for t in trials),
-            "trials retried (resumed from a checkpoint)": retried,
+            "trials retried from their last epoch": retried,
+            "trials retried from scratch (target 0)": started_over,
             "trials lost (target 0)": sum(t.status != "finished" for t in trials),
             "trials per node": dict(Counter(n for nodes_ in seen.values() for n in nodes_)),
             "trials that ran on both nodes": sum(len(n) == 2 for n in seen.values()),
