@@ -117,8 +117,12 @@ def test_data_that_does_not_fit_the_space_is_an_error_before_anything_runs(
 
 @pytest.mark.slow
 def test_a_sagemaker_job_gets_the_same_forecast(
-    tmp_path: Path, assets: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    assets: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # a SageMaker job's study folder is under the working directory
     job = tmp_path / "job.json"
     job.write_text(json.dumps(SDK_BODY))
     before = _tree(tmp_path)

@@ -24,7 +24,8 @@ from typing import Any
 
 __all__ = ["BatchTiming", "Calibration", "calibrate"]
 
-_TIMED_STEPS = 3  # after one warm-up step
+_TIMED_STEPS = 3  # after one warm-up step; fewer when they take over _TIMED_BUDGET seconds
+_TIMED_BUDGET = 10.0
 _VALIDATION_BATCHES = 2
 
 
@@ -166,11 +167,12 @@ def _time_steps(
         train_one_epoch(model, batches, optimizer, scheduler, loss_fn, precision, scaler, metrics)
         metrics.compute("train")  # waits for the device
 
-    steps = [train[i % len(train)] for i in range(1 + _TIMED_STEPS)]
-    run(steps[:1])
-    start = time.perf_counter()
-    run(steps[1:])
-    step_seconds = (time.perf_counter() - start) / _TIMED_STEPS
+    run(train[:1])  # warm-up
+    timed, start = 0, time.perf_counter()
+    while timed < _TIMED_STEPS and (timed == 0 or time.perf_counter() - start < _TIMED_BUDGET):
+        run([train[(1 + timed) % len(train)]])
+        timed += 1
+    step_seconds = (time.perf_counter() - start) / timed
     metrics = totals()
     start = time.perf_counter()
     evaluate(model, validation, loss_fn, precision, metrics)
