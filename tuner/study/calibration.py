@@ -1,12 +1,13 @@
 """A calibration of one trial on this machine, for `tune run --dry-run`'s forecast.
 
-`calibrate(space)` runs `python -m tuner.study.calibration` in a subprocess (so that its peak RSS
-is one trial's and the caller stays small) with the threads one trial gets. The subprocess reads
-both channels the way a trial does (every check the trainer makes before training, nothing
-decoded but a few batches), then for each batch size: a warm-up step and a few timed training
-steps, and a timed validation pass over a few batches, of the space's model at its image size and
-precision. It also times what a trial does once (building the model, writing `model.tar.gz`) and
-every epoch (saving its state). Nothing is written outside a temporary folder.
+`calibrate(...)` runs `python -m tuner.study.calibration` in a subprocess (so that its peak RSS
+is one trial's and the caller stays small) with the threads one trial gets, as many copies at once
+as trials will run at once (they share the cores, caches and memory bandwidth as trials do). The
+subprocess reads both channels the way a trial does (every check the trainer makes before
+training, nothing decoded but a few batches), then for each batch size: a warm-up step and a few
+timed training steps, and a timed validation pass over a few batches, of the space's model at its
+image size and precision. It also times what a trial does once (building the model, writing
+`model.tar.gz`) and every epoch (saving its state). Nothing is written outside a temporary folder.
 """
 
 from __future__ import annotations
@@ -99,35 +100,69 @@ def calibrate(
     *,
     seed: int,
     threads: int,
+    copies: int = 1,
 ) -> Calibration:
     """Measure one trial per config in `configs` (each differing in mini_batch_size) in a
-    subprocess with `threads` torch threads. Raises the trainer's `UserError` for a problem with
-    the data or the hyperparameters, as a real trial would."""
-    from trainer.errors import UserError
-
+    subprocess with `threads` torch threads; `copies` of it at once, as `copies` trials share the
+    machine in the study (the timings are their mean, the peak RSS the largest). Raises the
+    trainer's `UserError` for a problem with the data or the hyperparameters, as a trial would."""
     request = {"fixed": fixed, "configs": configs, "data": data, "seed": seed, "threads": threads}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tuner.study.calibration"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    lines = proc.stdout.strip().splitlines()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tuner.study.calibration"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(max(1, copies))
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request))
+        proc.stdin.close()
+    answers = [_answer(proc, *proc.communicate()) for proc in procs]
+    first = answers[0]
+    timings = [
+        BatchTiming(
+            batch=t["batch"],
+            measured_batch=t["measured_batch"],
+            **{
+                key: sum(a["timings"][i][key] for a in answers) / len(answers)
+                for key in (
+                    "train_step_seconds",
+                    "validation_image_seconds",
+                    "decode_image_seconds",
+                )
+            },
+        )
+        for i, t in enumerate(first.pop("timings"))
+    ]
+    first["peak_rss_bytes"] = max(a["peak_rss_bytes"] for a in answers)
+    for key in ("model_seconds", "archive_seconds", "state_seconds"):
+        first[key] = sum(a[key] for a in answers) / len(answers)
+    return Calibration(**first, timings=timings)
+
+
+def _answer(proc: subprocess.Popen[str], stdout: str, stderr: str) -> dict[str, Any]:
+    """The subprocess's JSON answer; its `UserError` raised here."""
+    from trainer.errors import UserError
+
+    lines = stdout.strip().splitlines()
     try:
         answer = json.loads(lines[-1]) if lines else None
     except json.JSONDecodeError:
         answer = None
     if not isinstance(answer, dict):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        tail = (stderr or stdout).strip().splitlines()[-5:]
         raise UserError(
             f"the calibration run ended with exit status {proc.returncode}: " + " / ".join(tail)
         )
     if "error" in answer:
         raise UserError(answer.get("problems") or answer["error"])
-    timings = [BatchTiming(**t) for t in answer.pop("timings")]
-    return Calibration(**answer, timings=timings)
+    return answer
 
 
 def _batches(loader: Any, count: int) -> list[Any]:

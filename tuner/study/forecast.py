@@ -74,7 +74,8 @@ class Forecast:
         high = max(s for _, s in per_epoch)
         rows = [
             f"calibration on this machine: {cal.device}, {cal.threads} thread"
-            f"{'s' if cal.threads != 1 else ''} per trial ({self.cores} cores), "
+            f"{'s' if cal.threads != 1 else ''} per trial, {self.parallel} at once "
+            f"({self.cores} cores), "
             f"precision {cal.precision}, ResNet-{space.base.get('num_layers', '?')} at "
             f"{space.base.get('image_shape', '?')}",
             f"  {'mini_batch_size':<17}{'train img/s':>12}{'valid img/s':>13}{'s/epoch':>10}",
@@ -225,7 +226,8 @@ def forecast_study(
     )
     log(
         f"calibrating: a few training steps and validation batches of each mini_batch_size "
-        f"({batches}) with {threads} thread{'s' if threads != 1 else ''} ..."
+        f"({batches}) with {threads} thread{'s' if threads != 1 else ''}, {parallel} "
+        f"trial{'s' if parallel != 1 else ''} at once ..."
     )
     data = space.data
     calibration = calibrate(
@@ -239,6 +241,7 @@ def forecast_study(
         },
         seed=space.seed,
         threads=threads,
+        copies=parallel,
     )
     cal = calibration
     if not cal.timings:
