@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -86,7 +89,8 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _space(case: str, work: Path) -> Any:
+def _space(case: str, work: Path) -> tuple[Any, list[str]]:
+    """The case's space (its study and MLflow store under `work`) and its `tune run` arguments."""
     from tuner.commands.run import load_study_definition
 
     if case == "quickstart":
@@ -95,26 +99,43 @@ def _space(case: str, work: Path) -> Any:
         mapping["study"]["directory"] = str(work / "studies")
         path = work / "quickstart.yaml"
         path.write_text(yaml.safe_dump(mapping))
-        return load_study_definition(path, None, log=lambda line: None)
+        return load_study_definition(path, None, log=lambda line: None), [str(path)]
     path = work / "job.json"
     path.write_text(json.dumps(SAGEMAKER_JOB))
     os.chdir(work)  # a SageMaker job's study folder is under the working directory
-    return load_study_definition(path, DATA, log=lambda line: None)
+    space = load_study_definition(path, DATA, log=lambda line: None)
+    return space, [str(path), "--data", str(DATA)]
+
+
+def _seconds(text: str) -> float:
+    """`1h 02m`, `4m 07s` or `12s` in seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", text)))
 
 
 def bench(case: str) -> tuple[float, float]:
-    """(predicted, actual) study wall seconds of `case`."""
+    """(predicted, actual) study wall seconds of `case`: `tune run ... --dry-run` as a user runs
+    it, then the study itself."""
     import ray
 
-    from tuner.study import forecast_study, load_trials, run_study
+    from tuner.study import load_trials, run_study
 
     with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{case}-") as tmp:
-        space = _space(case, Path(tmp))
+        space, args = _space(case, Path(tmp))
         print(f"--- {case}: load average {_load()}")
-        forecast = forecast_study(space, log=print)
-        for line in [*forecast.notices, *forecast.lines()]:
-            print(line)
-        predicted = forecast.wall_seconds
+        print(f"$ tune run {' '.join(args)} --dry-run")
+        dry = subprocess.run(
+            [str(Path(sys.executable).parent / "tune"), "run", *args, "--dry-run"],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            check=True,
+        )
+        print(dry.stdout, end="")
+        found = re.search(r"study wall time\s+(.+?) expected", dry.stdout)
+        epochs = re.search(r"\((\d+) in all;", dry.stdout)
+        assert found and epochs, dry.stdout + dry.stderr
+        predicted = _seconds(found.group(1))
         print(f"--- {case}: the study; load average {_load()}")
         start = time.perf_counter()
         summary = run_study(space, log=print)
@@ -122,10 +143,10 @@ def bench(case: str) -> tuple[float, float]:
         actual = time.perf_counter() - start
         os.chdir(ROOT)
         trials = load_trials(space.study_dir, space.objective, space.mode)
-        epochs = sum(len(t.history) for t in trials)
+        ran = sum(len(t.history) for t in trials)
         print(
-            f"--- {case}: load average {_load()}; {len(trials)} trials, {epochs} epochs "
-            f"(forecast {forecast.simulation.epochs_total:.0f}); best {summary.best_value}"
+            f"--- {case}: load average {_load()}; {len(trials)} trials, {ran} epochs "
+            f"(forecast {epochs.group(1)}); best {summary.best_value}"
         )
     return predicted, actual
 
