@@ -108,29 +108,29 @@ def calibrate(
     trainer's `UserError` for a problem with the data or the hyperparameters, as a trial would."""
     request = {"fixed": fixed, "configs": configs, "data": data, "seed": seed, "threads": threads}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tuner.study.calibration"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(max(1, copies))
-    ]
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(request))
-        proc.stdin.close()
-    answers = [_answer(proc, *proc.communicate()) for proc in procs]
+    with tempfile.TemporaryDirectory(prefix="calibration-") as tmp:
+        path = Path(tmp) / "request.json"
+        path.write_text(json.dumps(request))
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tuner.study.calibration", str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(max(1, copies))
+        ]
+        answers = [_answer(proc, *proc.communicate()) for proc in procs]
+    measured = [a.pop("timings") for a in answers]
     first = answers[0]
     timings = [
         BatchTiming(
             batch=t["batch"],
             measured_batch=t["measured_batch"],
             **{
-                key: sum(a["timings"][i][key] for a in answers) / len(answers)
+                key: sum(m[i][key] for m in measured) / len(measured)
                 for key in (
                     "train_step_seconds",
                     "validation_image_seconds",
@@ -138,7 +138,7 @@ def calibrate(
                 )
             },
         )
-        for i, t in enumerate(first.pop("timings"))
+        for i, t in enumerate(measured[0])
     ]
     first["peak_rss_bytes"] = max(a["peak_rss_bytes"] for a in answers)
     for key in ("model_seconds", "archive_seconds", "state_seconds"):
@@ -318,10 +318,11 @@ def _measure(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    """The subprocess: a JSON request on stdin, one JSON line on stdout."""
+    """The subprocess: the JSON request in the file named by its argument, one JSON line on
+    stdout."""
     from trainer.errors import UserError
 
-    request = json.loads(sys.stdin.read())
+    request = json.loads(Path(sys.argv[1]).read_text())
     try:
         answer = _measure(request)
     except UserError as exc:
