@@ -9,6 +9,9 @@ Writes (replacing what was there):
 - tests/assets/recordio/cifar10/    MXNet-written records copied byte for byte (200 + 50) with
                                     a matching .idx, in the RecordIO channel layout
 - tests/assets/recordio/cifar10-multilabel/   the same for packed multi-label records (60 + 20)
+- tests/assets/recordio/cifar10-224/ RecordIO channels of 32 train + 16 validation CIFAR-10 images
+                                    of 4 classes, upscaled to 224x224 by `tune pack --resize 224`
+                                    (the ResNet-50 space's input size; its --dry-run test)
 - data/quickstart/                  RecordIO channels of 2000 train + 2000 validation CIFAR-10
                                     images (MXNet-written records, copied verbatim)
 Selection is deterministic: evenly spaced rows of each class.
@@ -19,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -95,6 +100,36 @@ def record_slice(rec: Path, lst: list[LstEntry], keep: list[LstEntry], dst_dir: 
     )
 
 
+def packed_224(src: Path, dst: Path, classes: int = 4, train: int = 8, validation: int = 4) -> None:
+    """The first `classes` classes of `src` (an image-channel folder), `train` / `validation`
+    images each, packed at 224x224 with the real `tune pack` (labels stay 0..classes-1)."""
+    tune = Path(sys.executable).parent / "tune"
+    for channel, per_class in (("train", train), ("validation", validation)):
+        rows = [
+            e for e in read_lst(src / f"{channel}_lst" / f"{channel}.lst") if e.labels[0] < classes
+        ]
+        keep = _spread(rows, per_class)
+        with tempfile.TemporaryDirectory() as tmp:
+            lst = Path(tmp) / f"cifar10-224-{channel}.lst"
+            write_lst(lst, [(n, e.labels, e.path) for n, e in enumerate(keep)])
+            out = _fresh(dst / channel) / f"cifar10-224-{channel}.rec"
+            subprocess.run(
+                [
+                    str(tune),
+                    "pack",
+                    "--resize",
+                    "224",
+                    "--quality",
+                    "80",
+                    str(lst),
+                    str(src / channel),
+                    str(out),
+                ],
+                check=True,
+            )
+            shutil.copyfile(lst, dst / lst.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, default=Path("/work/shared/data"))
@@ -108,6 +143,8 @@ def main() -> None:
         "validation": _spread(read_lst(c10 / "validation_lst" / "validation.lst"), 10),
     }
     image_channels(c10, _fresh(assets / "cifar10"), picks)
+
+    packed_224(c10, assets / "recordio" / "cifar10-224")
 
     ml = src / "cifar10-multilabel"
     picks = {

@@ -94,6 +94,43 @@ def test_progress_lines_say_how_each_trial_ended_with_the_best_so_far(tmp_path: 
     assert len(lines) == 3
 
 
+def test_each_line_ends_with_the_study_eta_from_the_observed_epoch_rate(tmp_path: Path) -> None:
+    now = [0.0]
+    lines: list[str] = []
+    criteria = CompletionCriteria(METRIC, "max", target=None, patience=None)
+    progress = TrialProgress(
+        METRIC,
+        "max",
+        4,
+        3,
+        PrunedLog(tmp_path),
+        criteria,
+        lines.append,
+        expected_epochs=2.0,
+        clock=lambda: now[0],
+    )
+    for epoch in (1, 2, 3):
+        progress.trial_result("a", _epoch(epoch, 0.5))
+    progress.trial_result("b", _epoch(1, 0.4))
+    now[0] = 40.0  # 4 epochs in 40 s: 10 s per epoch of the study
+    TrialFiles(tmp_path, "a").write_outcome(Outcome(model_path="/m"))
+    progress.trial_completed("a", _epoch(3, 0.5))
+    # 3 trials left at 2 epochs each, less the 1 that b has run: 5 epochs, 50 s
+    assert lines[0].endswith("best 0.5000 (a)  ETA 50s")
+    for epoch in (2, 3):
+        progress.trial_result("b", _epoch(epoch, 0.4))
+    for trial in ("c", "d"):
+        progress.trial_result(trial, _epoch(1, 0.1))
+        now[0] += 600.0
+        PrunedLog(tmp_path).record(trial, 1)
+        progress.trial_completed(trial, _epoch(1, 0.1))
+    # at c's end: 640 s for 7 epochs; b already ran past the 2 expected (0 left), d: 2 epochs
+    assert lines[1].endswith("ETA 3m 03s")
+    TrialFiles(tmp_path, "b").write_outcome(Outcome(model_path="/m"))
+    progress.trial_completed("b", _epoch(3, 0.4))
+    assert "ETA" not in lines[-1]  # the last trial: nothing left to forecast
+
+
 def test_a_trial_the_study_stopped_early_is_recorded_as_pruned(tmp_path: Path) -> None:
     lines: list[str] = []
     progress = _progress(tmp_path, lines)

@@ -20,9 +20,7 @@ def load_study_definition(
     from tuner.space import load_space
 
     if path.suffix.lower() != ".json":
-        if data_dir is not None:
-            raise SearchSpaceError("--data applies to SageMaker JSON; in a YAML set data.path")
-        return load_space(path)
+        return load_space(path, data_dir=data_dir)
     from tuner.space.sagemaker import convert_tuning_job, space_from_sagemaker
 
     if data_dir is None:
@@ -43,13 +41,20 @@ def load_study_definition(
 
     SPACE is a search-space YAML (see docs/search-space.md) or a SageMaker
     CreateHyperParameterTuningJob request / HyperParameterTuningJobConfig as JSON (then give the
-    data with --data). The study lives in STUDY.directory/STUDY.name; running the same SPACE again
+    data with --data; for a YAML, --data replaces data.path). The study lives in
+    STUDY.directory/STUDY.name; running the same SPACE again
     continues it (a killed study loses no finished trial). Ends with the leaderboard, written to
     leaderboard.csv, and the best model in best/.
+
+    With --dry-run it only checks everything a run checks (the data included), measures a few
+    training steps and a validation pass of the space's model on this machine, and prints a
+    forecast: epochs per trial under ASHA, seconds per epoch, the study's wall time and memory.
 
     \b
     Example:
       tune run search_spaces/quickstart.yaml
+      tune run search_spaces/quickstart.yaml --dry-run
+      tune run search_spaces/resnet50.yaml --data /data/caltech256 --dry-run
       tune run tuning-job.json --data data/quickstart
     """,
 )
@@ -66,17 +71,41 @@ def load_study_definition(
     "--data",
     "data_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Data directory for a SageMaker JSON (its S3 URIs cannot be used locally).",
+    help="Data directory (train/ and validation/ channels): required for a SageMaker JSON (its "
+    "S3 URIs cannot be used locally); for a YAML it replaces data.path.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything, calibrate one trial on this machine and print the study's forecast; "
+    "start nothing and write nothing.",
 )
 @click.option("--top", default=10, show_default=True, help="Leaderboard rows to print.")
 @click.option(
     "--verbose", is_flag=True, help="Also show Ray's, Optuna's and MLflow's own INFO/WARNING lines."
 )
-def command(space_path: Path, resume: bool, data_dir: Path | None, top: int, verbose: bool) -> None:
+def command(
+    space_path: Path,
+    resume: bool,
+    data_dir: Path | None,
+    dry_run: bool,
+    top: int,
+    verbose: bool,
+) -> None:
     from tuner.study import is_interrupted, run_study
     from tuner.study.results import format_leaderboard
 
     space = load_study_definition(space_path, data_dir)
+    if dry_run:
+        from tuner.study import forecast_study
+
+        forecast = forecast_study(space, resume=True if resume else None, log=click.echo)
+        for line in forecast.notices:
+            click.echo(line)
+        for line in forecast.lines():
+            click.echo(line)
+        click.echo("dry run: no study was started and nothing was written")
+        return
     summary = run_study(space, resume=True if resume else None, verbose=verbose)
     click.echo("")
     click.echo(format_leaderboard(summary.leaderboard, summary.objective, limit=top))

@@ -199,7 +199,12 @@ def space_from_mapping(
     elif data_section is not None:
         data_path = (base_dir / data_section.path).resolve()
         if not data_path.is_dir():
-            problems.add(("data", "path"), f"data directory {data_path} does not exist")
+            problems.add(
+                ("data", "path"),
+                f"data directory {data_path} does not exist; point the study at a folder with "
+                "train/ and validation/ channels: `tune run SPACE --data DIR`, or data.path in "
+                "the YAML",
+            )
         data_section = data_section.model_copy(update={"path": str(data_path)})
 
     objective: schema.ObjectiveSection = sections["objective"]
@@ -297,8 +302,9 @@ def _in_distribution(dim: Dimension, value: Any) -> bool:
     return bool(d.low - 1e-12 <= encoded <= d.high + 1e-12)  # type: ignore[attr-defined]
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a search-space YAML file; relative paths in it resolve from its folder."""
+def load_space(path: str | Path, data_dir: str | Path | None = None) -> SearchSpace:
+    """Read and validate a search-space YAML file; relative paths in it resolve from its folder.
+    `data_dir` (`tune run --data`) replaces the YAML's `data.path`."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -307,6 +313,10 @@ def load_space(path: str | Path) -> SearchSpace:
     except (IsADirectoryError, UnicodeDecodeError) as exc:
         raise SearchSpaceError(f"search-space file {path} cannot be read: {exc}") from None
     data, lines = load_yaml(text, path)
+    if data_dir is not None and isinstance(data, dict):
+        section = data.get("data")
+        section = dict(section) if isinstance(section, dict) else {}
+        data = {**data, "data": {**section, "path": str(Path(data_dir).resolve())}}
     return space_from_mapping(
         data, text=text, source=path.resolve(), base_dir=path.resolve().parent, lines=lines
     )

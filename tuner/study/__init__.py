@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 from trainer.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from tuner.study.forecast import Forecast, forecast_study
     from tuner.study.results import TrialRecord, format_leaderboard, load_trials, summarize_study
     from tuner.study.running import is_interrupted, run_study, study_exists
 
 __all__ = [
+    "Forecast",
+    "forecast_study",
     "TrialRecord",
     "format_leaderboard",
     "is_interrupted",
@@ -26,6 +29,8 @@ __all__ = [
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "Forecast": "tuner.study.forecast",
+    "forecast_study": "tuner.study.forecast",
     "run_study": "tuner.study.running",
     "study_exists": "tuner.study.running",
     "is_interrupted": "tuner.study.running",

@@ -1,6 +1,11 @@
 """What the user sees while a study runs: one line per trial that ends, with the best so far, e.g.
 
 `[5/12] trial 3f2a0c1d pruned at epoch 1/9   validation:accuracy=0.2810  best 0.4410 (9e1b)`
+`  ETA 3m 10s` (on the same line)
+
+The study's ETA at the end of each line is the expected remaining epochs (trials still to run at
+`expected_epochs` each, less what the running ones have done) at the study's observed rate (wall
+seconds since this run started per epoch reported in it).
 
 `TrialProgress` also feeds the study's `CompletionCriteria`. It knows trials by their ids and
 results only (`ProgressCallback` hands Ray's events to it), so it is tested without Ray.
@@ -8,13 +13,29 @@ results only (`ProgressCallback` hands Ray's events to it), so it is tested with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from tuner.layout import PrunedLog, TrialFiles
 from tuner.study.criteria import CompletionCriteria
 
-__all__ = ["TrialProgress"]
+__all__ = ["TrialProgress", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    """`2d 3h 05m`, `1h 02m`, `4m 07s` or `12s`."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
 
 
 def _best_of(results: list[dict[str, Any]], metric: str, sign: float) -> float | None:
@@ -34,7 +55,15 @@ class TrialProgress:
         pruned: PrunedLog,
         criteria: CompletionCriteria,
         log: Callable[[str], None] = print,
+        *,
+        expected_epochs: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`expected_epochs`: the epochs a trial runs on average (under ASHA, simulated); with
+        it each line ends with the study's ETA."""
+        self.expected_epochs, self.clock = expected_epochs, clock
+        self.started_at = clock()
+        self.epochs_seen = 0  # epochs reported in this run of the study
         self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
         self.max_trials, self.max_t = max_trials, max_t
         self.pruned, self.criteria, self.log = pruned, criteria, log
@@ -62,9 +91,23 @@ class TrialProgress:
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """One epoch of a trial."""
         self.criteria.observe(result)
+        self.epochs_seen += 1
         self.histories.setdefault(trial_id, []).append(
             {k: result[k] for k in ("epoch", self.metric) if k in result}
         )
+
+    def eta(self) -> str:
+        """`  ETA 3m 10s` (the study's remaining wall time), or "" when it cannot be told yet."""
+        left = self.max_trials - self.done
+        if self.expected_epochs is None or left <= 0 or self.epochs_seen == 0:
+            return ""
+        running = [
+            len(history) for trial, history in self.histories.items() if trial not in self.ended
+        ]
+        remaining = sum(max(0.0, self.expected_epochs - e) for e in running[:left])
+        remaining += max(0, left - len(running)) * self.expected_epochs
+        rate = (self.clock() - self.started_at) / self.epochs_seen
+        return f"  ETA {format_duration(remaining * rate)}"
 
     def _line(self, trial_id: str, what: str) -> str:
         self.done += 1
@@ -94,7 +137,8 @@ class TrialProgress:
         self.criteria.trial_finished(value)
         shown = f"{value:.4f}" if value is not None else "n/a"
         best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "no best yet"
-        self.log(f"{self._line(trial_id, what):<52} {self.metric}={shown}  {best}")
+        line = f"{self._line(trial_id, what):<52} {self.metric}={shown}  {best}"
+        self.log(line + self.eta())
 
     def trial_failed(self, trial_id: str, error_file: str | None) -> None:
         """A trial raised; its line ends with the last line of Ray's error file."""
@@ -110,4 +154,4 @@ class TrialProgress:
             except OSError:
                 pass
         self.criteria.trial_finished(None)
-        self.log(f"{self._line(trial_id, 'failed')}: {message}")
+        self.log(f"{self._line(trial_id, 'failed')}: {message}{self.eta()}")

@@ -26,6 +26,7 @@ from tuner.layout import PrunedLog, StudyInfo, read_study_file, write_study_file
 from tuner.space import SearchSpace, build_sampler
 from tuner.study import live
 from tuner.study.asha import RecordingASHA
+from tuner.study.asha_simulation import expected_epochs_per_trial
 from tuner.study.criteria import CompletionCriteria
 from tuner.study.progress import TrialProgress
 from tuner.study.results import load_trials, summarize_study
@@ -34,7 +35,7 @@ from tuner.study.trainable import TrialSettings, train_trial
 from tuner.study.warm_start import warm_trials
 from tuner.summary import StudySummary
 
-__all__ = ["is_interrupted", "run_study", "study_exists"]
+__all__ = ["check_resumable", "is_interrupted", "run_study", "study_exists"]
 
 # Ray's settings for a study's `Tuner.fit`, where Ray reads them (tune.run, TuneController and its
 # checkpoint manager); a value the user set in the environment wins.
@@ -101,6 +102,22 @@ def study_exists(space: SearchSpace) -> bool:
     return (space.study_dir / layout.STUDY_FILE).is_file() and Tuner.can_restore(
         str(space.study_dir)
     )
+
+
+def check_resumable(space: SearchSpace, resume: bool | None = None) -> bool:
+    """Whether `tune run` would continue a study in `space.study_dir` (else it starts one);
+    `SearchSpaceError` if `resume` asks for one that is not there, or if the one there was
+    started with a different search space. Reads only."""
+    study_dir = space.study_dir
+    existing = study_exists(space)
+    if resume and not existing:
+        raise SearchSpaceError(f"there is no study to resume at {study_dir}")
+    if existing and read_study_file(study_dir).fingerprint != _fingerprint(space):
+        raise SearchSpaceError(
+            f"the study at {study_dir} was started with a different search space; "
+            "give this one another study.name (or study.directory), or restore the old YAML"
+        )
+    return existing
 
 
 def _drop_orphans(study_dir: Path, log: Callable[[str], None]) -> None:
@@ -274,15 +291,8 @@ def run_study(
     from ray.tune import Tuner
 
     study_dir = space.study_dir
-    existing = study_exists(space)
-    if resume and not existing:
-        raise SearchSpaceError(f"there is no study to resume at {study_dir}")
+    existing = check_resumable(space, resume)
     fingerprint = _fingerprint(space)
-    if existing and read_study_file(study_dir).fingerprint != fingerprint:
-        raise SearchSpaceError(
-            f"the study at {study_dir} was started with a different search space; "
-            "give this one another study.name (or study.directory), or restore the old YAML"
-        )
     _ensure_ray(space, _quiet_engines(verbose))
     pruned = PrunedLog(study_dir)
     if existing:
@@ -331,7 +341,14 @@ def run_study(
         space.limits.max_trials_not_improving,
     )
     progress = TrialProgress(
-        space.objective, space.mode, space.limits.max_trials, space.max_t, pruned, stopper, log
+        space.objective,
+        space.mode,
+        space.limits.max_trials,
+        space.max_t,
+        pruned,
+        stopper,
+        log,
+        expected_epochs=expected_epochs_per_trial(space),
     )
     progress.resume_from(load_trials(study_dir, space.objective, space.mode))
     study_key = str(study_dir)
