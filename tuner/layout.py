@@ -230,10 +230,12 @@ class TrialFiles:
         return Outcome(**{k: v for k, v in data.items() if k in Outcome.__dataclass_fields__})
 
     def read_params(self) -> dict[str, Any] | None:
-        """The sampled hyperparameters, or None before Ray wrote them."""
-        if not self.params.is_file():
+        """The sampled hyperparameters, or None before Ray wrote them (or while it writes them:
+        Ray does not write params.json atomically, and `tune results` may read a running study)."""
+        try:
+            params: dict[str, Any] = json.loads(self.params.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
             return None
-        params: dict[str, Any] = json.loads(self.params.read_text())
         return params
 
     def read_error(self) -> str | None:

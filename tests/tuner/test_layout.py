@@ -67,6 +67,8 @@ def test_trial_files_outcome_params_and_error(tmp_path: Path) -> None:
     files.write_outcome(Outcome(model_path="/m.tar.gz", best_epoch=3, fit_seconds=1.5))
     assert files.has_outcome()
     assert files.read_outcome() == Outcome(model_path="/m.tar.gz", best_epoch=3, fit_seconds=1.5)
+    files.params.write_text("")  # Ray is writing it (not atomically) while `tune results` reads
+    assert files.read_params() is None
     files.params.write_text(json.dumps({"learning_rate": 0.1}))
     assert files.read_params() == {"learning_rate": 0.1}
     files.error.write_text("Traceback (most recent call last):\n  ...\nValueError: bad\n\n")

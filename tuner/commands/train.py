@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -216,7 +217,9 @@ def _train_on_ray(
         click.echo(f"kv_store is not set: using dist_sync (synchronous DDP) over {workers} workers")
         hp = hp.replace(kv_store="dist_sync")
     if not ray.is_initialized():  # rank 0's lines come through train_distributed's `log`
-        ray.init(address=address, log_to_driver=False)
+        # a cluster only when asked for (--address, RAY_ADDRESS), never one that happens to run here
+        address = address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or "local", log_to_driver=False)
     cpus = ray.cluster_resources().get("CPU", 0)
     if address is None and cpus < workers:  # a local Ray would wait for them forever
         raise click.BadParameter(

@@ -148,6 +148,10 @@ def _quiet_engines(verbose: bool) -> int:
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(level)
+    # Ray logs each failed trial with its whole traceback; our progress line names the failure and
+    # the trial's error.txt keeps the traceback
+    failures = logging.INFO if verbose else logging.CRITICAL
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(failures)
     return level
 
 
@@ -155,7 +159,9 @@ def _ensure_ray(space: SearchSpace, level: int = logging.ERROR) -> None:
     import ray
 
     if not ray.is_initialized():
+        # a cluster only when asked for (RAY_ADDRESS), never one that happens to run here
         ray.init(
+            address=os.environ.get("RAY_ADDRESS") or "local",
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=True,
