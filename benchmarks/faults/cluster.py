@@ -20,35 +20,26 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.faults.records import study_runs
+from benchmarks.faults.common import ASSETS, TUNE, study_runs, study_space
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT / "tests" / "assets" / "cifar10"
 EPOCHS = 8
-TUNE = str(Path(sys.executable).parent / "tune")
-SPACE = f"""\
-study: {{name: cluster, directory: studies, seed: 0}}
-data: {{path: {ASSETS}}}
-fixed:
-  num_classes: 10
-  num_training_samples: 300
-  num_layers: 20
-  image_shape: 3,32,32
-  mini_batch_size: 64
-  epochs: {EPOCHS}
+SPACE = study_space(
+    "cluster",
+    epochs=EPOCHS,
+    body="""\
 search:
-  learning_rate: {{type: continuous, low: 1.0e-3, high: 0.3, scaling: log}}
-sampler: {{name: random}}
-pruner: {{name: none}}
-limits: {{max_trials: 4, max_parallel: 2, max_retries: 3}}
-tracking: {{enabled: true}}
-"""
+  learning_rate: {type: continuous, low: 1.0e-3, high: 0.3, scaling: log}
+sampler: {name: random}
+pruner: {name: none}
+limits: {max_trials: 4, max_parallel: 2, max_retries: 3}
+tracking: {enabled: true}
+""",
+)
 
 
 def _parent(pid: int) -> int | None:

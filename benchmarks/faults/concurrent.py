@@ -9,30 +9,21 @@ then looked up in MLflow: runs and metric points expected vs found, and whether 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.faults.records import study_runs
+from benchmarks.faults.common import TUNE, study_runs, study_space
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT / "tests" / "assets" / "cifar10"
-TUNE = str(Path(sys.executable).parent / "tune")
 # what the trainer reports every epoch; each must reach MLflow once per epoch trained
 EPOCH_METRICS = ("validation:accuracy", "validation:loss", "train:accuracy", "train:loss")
 
 
 def _space(name: str, tracking: str, seed: int) -> str:
-    return f"""\
-study: {{name: {name}, directory: studies, seed: {seed}}}
-data: {{path: {ASSETS}}}
-fixed:
-  num_classes: 10
-  num_training_samples: 300
-  num_layers: 20
-  image_shape: 3,32,32
-  mini_batch_size: 64
-  epochs: 3
+    return study_space(
+        name,
+        epochs=3,
+        seed=seed,
+        body=f"""\
 search:
   learning_rate: {{type: continuous, low: 1.0e-3, high: 0.3, scaling: log}}
   optimizer: {{type: categorical, values: [sgd, adam]}}
@@ -40,7 +31,8 @@ sampler: {{name: random}}
 pruner: {{name: asha, grace_period: 1, reduction_factor: 2}}
 limits: {{max_trials: 6, max_parallel: 2}}
 tracking: {{{tracking}}}
-"""
+""",
+    )
 
 
 def _count(work: Path, name: str, uri: str) -> dict[str, int]:

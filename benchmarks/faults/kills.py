@@ -24,28 +24,18 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.faults.records import study_runs
+from benchmarks.faults.common import ASSETS, TUNE, study_runs, study_space
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT / "tests" / "assets" / "cifar10"
-TUNE = str(Path(sys.executable).parent / "tune")
 MAX_TRIALS, EPOCHS = 10, 4
-SPACE = f"""\
-study: {{name: kills, directory: studies, seed: 0}}
-data: {{path: {ASSETS}}}
-fixed:
-  num_classes: 10
-  num_training_samples: 300
-  num_layers: 20
-  image_shape: 3,32,32
-  mini_batch_size: 64
-  epochs: {EPOCHS}
+SPACE = study_space(
+    "kills",
+    epochs=EPOCHS,
+    body=f"""\
 search:
   learning_rate: {{type: continuous, low: 1.0e-3, high: 0.3, scaling: log}}
   optimizer: {{type: categorical, values: [sgd, adam]}}
@@ -53,7 +43,8 @@ sampler: {{name: tpe, options: {{n_startup_trials: 3}}}}
 pruner: {{name: asha, grace_period: 1, reduction_factor: 2}}
 limits: {{max_trials: {MAX_TRIALS}, max_parallel: 2}}
 tracking: {{enabled: true}}
-"""
+""",
+)
 _EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+ train:", re.M)
 
 
