@@ -13,8 +13,8 @@ import mlflow
 import pytest
 
 from tuner.layout import read_tracking_runs, write_tracking_runs
-from tuner.tracking.records import CreateRun
-from tuner.tracking.store import TrackingStore
+from tuner.tracking.records import CreateRun, DeleteRun, decode, encode
+from tuner.tracking.store import RUN_KEY_TAG, TrackingStore
 
 
 def test_a_run_created_just_before_a_kill_is_reopened_not_created_twice(tmp_path: Path) -> None:
@@ -43,12 +43,32 @@ def test_a_run_created_just_before_a_kill_is_reopened_not_created_twice(tmp_path
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
 
+def test_the_run_of_a_dropped_trial_is_deleted_and_the_record_spools(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = TrackingStore(uri, tmp_path, log=print)
+    store.apply(CreateRun(key="study", experiment="dropped"))
+    for trial in ("kept", "orphan"):
+        store.apply(CreateRun(key=f"trial:{trial}", experiment="dropped", parent="study"))
+    assert sorted(store.keys("trial:")) == ["trial:kept", "trial:orphan"]
+    record = decode(encode(DeleteRun("trial:orphan")))  # as replayed from the spool
+    store.apply(record)
+    store.apply(record)  # replayed twice: nothing left to delete
+    assert store.keys("trial:") == ["trial:kept"]
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("dropped")
+    names = {
+        r.data.tags.get(RUN_KEY_TAG, "").split("/")[-1]
+        for r in client.search_runs([experiment.experiment_id])
+    }
+    assert names == {"study", "trial:kept"}
+
+
 OPEN_AND_WRITE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from tuner.tracking.records import CreateRun
-    from tuner.tracking.store import TrackingStore
+    from tuner.tracking.records import CreateRun, DeleteRun, decode, encode
+    from tuner.tracking.store import RUN_KEY_TAG, TrackingStore
 
     uri, folder, start = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
     folder.mkdir(parents=True)

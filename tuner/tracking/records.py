@@ -95,6 +95,13 @@ class EndRun:
 
 
 @dataclass(frozen=True)
+class DeleteRun:
+    """Delete the run of `key`: a trial the study dropped (Ray did not keep it after a kill)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class LogText:
     """A text artifact (the search space, a trial's error)."""
 
@@ -126,14 +133,15 @@ class LogModel:
     value: float | None = None
 
 
-Record = CreateRun | LogBatch | EndRun | LogText | LogArtifact | LogModel
-RECORD_TYPES = (CreateRun, LogBatch, EndRun, LogText, LogArtifact, LogModel)
+Record = CreateRun | LogBatch | EndRun | DeleteRun | LogText | LogArtifact | LogModel
+RECORD_TYPES = (CreateRun, LogBatch, EndRun, DeleteRun, LogText, LogArtifact, LogModel)
 
 # the spool's operation names
 _OPS: dict[str, type[Record]] = {
     "create_run": CreateRun,
     "log": LogBatch,
     "end": EndRun,
+    "delete": DeleteRun,
     "text": LogText,
     "artifact": LogArtifact,
     "model": LogModel,

@@ -18,6 +18,7 @@ from tuner.layout import TrackingRuns
 from tuner.tracking.client import open_client
 from tuner.tracking.records import (
     CreateRun,
+    DeleteRun,
     EndRun,
     LogArtifact,
     LogBatch,
@@ -108,6 +109,10 @@ class TrackingStore:
         """The MLflow run id recorded for `key`, or None while it has not reached the store."""
         return self._state.runs.get(key)
 
+    def keys(self, prefix: str = "") -> list[str]:
+        """The local keys that have an MLflow run (e.g. `trial:` for every trial's)."""
+        return [key for key in self._state.runs if key.startswith(prefix)]
+
     def forget_runs(self) -> None:
         """Start new bookkeeping (a study that is not a resume gets new runs)."""
         self._state = TrackingRuns(self.tracking_uri)
@@ -135,6 +140,8 @@ class TrackingStore:
                 self._create_run(record)
             case LogBatch():
                 self._log_batch(record)
+            case DeleteRun():
+                self._delete_run(record)
             case EndRun():
                 self.client.set_terminated(
                     self._require_run(record.key), status=record.status, end_time=record.end_time
@@ -193,6 +200,14 @@ class TrackingStore:
             experiment_id, start_time=record.start_time, tags=tags, run_name=record.run_name
         )
         self._state.runs[record.key] = run.info.run_id
+        self._save_state()
+
+    def _delete_run(self, record: DeleteRun) -> None:
+        run_id = self.run_id(record.key)
+        if run_id is not None:
+            self.client.delete_run(run_id)
+        self._state.runs.pop(record.key, None)
+        self._state.steps.pop(record.key, None)
         self._save_state()
 
     def _log_batch(self, record: LogBatch) -> None:

@@ -28,6 +28,7 @@ from tuner.tracking.events import TrialEnded, TrialEvent, TrialResult, TrialStar
 from tuner.tracking.recorder import Recorder
 from tuner.tracking.records import (
     CreateRun,
+    DeleteRun,
     EndRun,
     LogArtifact,
     LogBatch,
@@ -194,7 +195,13 @@ class StudyTracker:
 
     def finish_study(self, summary: StudySummary) -> None:
         """Best value and hyperparameters, leaderboard, plots and best model on the parent run;
-        then the parent run ends and everything queued is recorded (or left spooled)."""
+        then the parent run ends and everything queued is recorded (or left spooled). The runs of
+        trials the study dropped (started by a run that was killed before Ray kept them) are
+        deleted, so the experiment holds one run per trial of the leaderboard."""
+        kept = {f"trial:{t}" for t in summary.leaderboard.get("trial_id", [])}
+        for key in self.recorder.store.keys("trial:"):
+            if key not in kept:
+                self.recorder.submit(DeleteRun(key))
         try:
             self._record_summary(summary)
         except Exception as exc:  # noqa: BLE001 - a summary that cannot be recorded fails nothing
