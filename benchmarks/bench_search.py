@@ -97,7 +97,7 @@ def setting_variants(space: Any) -> list[Method]:
 def report_settings(table: Table, results: dict[str, list[Trace]], budget: int) -> str:
     """One line per setting: epochs to the top 5% (median [CI]) and mean regret; the best name."""
     rng = np.random.default_rng(1)
-    floor = float(table.quality[np.argmin(table.sign * table.quality)])
+    floor = table.worst
     marks = np.array([budget // 2, budget])
     level = table.level(0.05)
     print(
@@ -200,7 +200,7 @@ def report(
 ) -> list[str]:
     """The printed comparison (and the plot); returns the lines of the target checks."""
     rng = np.random.default_rng(0)
-    floor = float(table.quality[np.argmin(table.sign * table.quality)])
+    floor = table.worst
     budgets = np.arange(1, budget + 1)
     curves = {
         name: np.stack([t.best_at(budgets, floor) for t in traces])

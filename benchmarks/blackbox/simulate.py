@@ -135,6 +135,11 @@ class Table:
     def best(self) -> float:
         return float(self.quality[np.argmax(self.sign * self.quality)])
 
+    @property
+    def worst(self) -> float:
+        """The poorest configuration's quality: a study's score before it finished a trial."""
+        return float(self.quality[np.argmin(self.sign * self.quality)])
+
 
 @dataclass(frozen=True)
 class Method:
