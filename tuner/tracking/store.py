@@ -110,8 +110,9 @@ class TrackingStore:
         return self._state.runs.get(key)
 
     def keys(self, prefix: str = "") -> list[str]:
-        """The local keys that have an MLflow run (e.g. `trial:` for every trial's)."""
-        return [key for key in self._state.runs if key.startswith(prefix)]
+        """The local keys that have an MLflow run (e.g. `trial:` for every trial's). Called from
+        the study's thread while the recorder's thread may add a run, hence the copy."""
+        return [key for key in list(self._state.runs) if key.startswith(prefix)]
 
     def forget_runs(self) -> None:
         """Start new bookkeeping (a study that is not a resume gets new runs)."""
