@@ -162,7 +162,8 @@ def part_kills(args: argparse.Namespace) -> bool:
     train = train_kills(_work(args, "train-kills"), max(1, args.kills // 3), args.seed)
     _print_counts("part 2, tune train --checkpoint-dir killed mid-epoch:", train)
     ok = (
-        study["final run exit status"] == 0
+        study["kills"] == args.kills
+        and study["final run exit status"] == 0
         and study["finished trials lost (target 0)"] == 0
         and study["trials duplicated (target 0)"] == 0
         and study["MLflow parent runs (target 1)"] == 1
@@ -207,6 +208,9 @@ def part_cluster(args: argparse.Namespace) -> bool:
         and counts["trials lost (target 0)"] == 0
         and counts["trials retried from scratch (target 0)"] == 0
         and counts["trials without exactly 1 MLflow child run (target 0)"] == 0
+        and counts["retry notices shown"] >= counts["trials on the killed node"]
+        and counts["lines of Ray's cluster messages shown (target 0)"] == 0
+        and counts["tracebacks shown (target 0)"] == 0
         and counts["tune train --workers 2 exit status"] == 0
         and counts["tune train model written"]
     )

@@ -9,11 +9,20 @@ the pin, when an upgrade moves it.
   resolves the default). Logging a model must point those globals at the study's store for a
   moment and then put back exactly what was there, so the previous values are read here; they are
   written back through the public setters.
+- Ray's driver prints the cluster's error messages (a dead node's raylet dump, an out-of-memory
+  kill) straight to stdout: `ray._private.worker.listen_error_messages` hands each to the module's
+  `print_to_stdstream`, with no logger and no setting to quiet it (`log_to_driver=False` does not
+  cover it). `routed_ray_cluster_messages` swaps that function for one that sends those messages
+  elsewhere, and puts Ray's back after.
 """
 
 from __future__ import annotations
 
-__all__ = ["PINNED", "mlflow_global_uris"]
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["PINNED", "mlflow_global_uris", "routed_ray_cluster_messages"]
 
 # engine -> what this module reads from it, for the test's message
 PINNED = {
@@ -21,6 +30,7 @@ PINNED = {
         "mlflow.tracking._tracking_service.utils._tracking_uri",
         "mlflow.tracking._model_registry.utils._registry_uri",
     ),
+    "ray": ("ray._private.worker.print_to_stdstream (called by listen_error_messages)",),
 }
 
 
@@ -30,3 +40,26 @@ def mlflow_global_uris() -> tuple[str | None, str | None]:
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     return tracking_utils._tracking_uri, registry_utils._registry_uri
+
+
+@contextmanager
+def routed_ray_cluster_messages(sink: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, each line of the cluster error messages Ray's driver would print (those
+    it marks as coming from a raylet) goes to `sink` instead of stdout; worker output and
+    everything else Ray prints is left as it is."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+
+    def routed(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            printer(data, ignore_prefix)
+            return
+        for line in data.get("lines") or ():
+            sink(str(line))
+
+    worker.print_to_stdstream = routed
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = printer

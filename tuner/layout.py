@@ -57,6 +57,7 @@ __all__ = [
     "spool_file",
     "tracking_runs_file",
     "trial_dirname",
+    "ray_messages_file",
     "trial_files",
     "write_best",
     "write_space_text",
@@ -73,6 +74,7 @@ TRACKING_DIR = "tracking"
 _TRIAL_PREFIX = "trial_"
 RUNS_FILE = "mlflow-runs.json"
 SPOOL_DIR = "mlflow-spool"
+RAY_MESSAGES_FILE = "ray-messages.log"
 _SPOOL_FILE = "operations.jsonl"
 # result.json keys that are metrics the trainer reported (Ray adds its own beside them)
 _METRIC_NAMES = ("epoch", "learning_rate", "epoch_seconds")
@@ -367,6 +369,11 @@ def write_tracking_runs(folder: Path, runs: TrackingRuns) -> None:
 def tracking_runs_file(folder: Path) -> Path:
     """Where `mlflow-runs.json` is (for messages)."""
     return Path(folder) / RUNS_FILE
+
+
+def ray_messages_file(study_dir: Path) -> Path:
+    """Where a study keeps the cluster messages Ray would print (a dead node's raylet dump)."""
+    return Path(study_dir) / RAY_MESSAGES_FILE
 
 
 def spool_file(folder: Path) -> Path:

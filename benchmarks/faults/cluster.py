@@ -137,6 +137,7 @@ def cluster_study(work: Path) -> dict[str, Any]:
             text.count("device: ") > 1 and "resuming from" not in text for text in logs.values()
         )
         children, _, _ = study_runs(f"sqlite:///{work / 'studies' / 'mlflow.db'}", "cluster")
+        shown = (work / "study.log").read_text()
         result: dict[str, Any] = {
             "study exit status": proc.returncode,
             "node killed": killed_node or "none (both nodes were never busy at once)",
@@ -150,6 +151,11 @@ def cluster_study(work: Path) -> dict[str, Any]:
             "trials without exactly 1 MLflow child run (target 0)": sum(
                 children.get(t.trial_id, 0) != 1 for t in trials
             ),
+            "retry notices shown": len(re.findall(r"^notice: trial \S+ stopped", shown, re.M)),
+            "lines of Ray's cluster messages shown (target 0)": len(
+                re.findall(r"^\(raylet\)|Raylet is terminated", shown, re.M)
+            ),
+            "tracebacks shown (target 0)": shown.count("Traceback"),
         }
         # the surviving node and a replacement: tune train with one worker on each
         if killed_node is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tuner.engine_internals import PINNED, mlflow_global_uris
+from tuner.engine_internals import PINNED, mlflow_global_uris, routed_ray_cluster_messages
 
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
 
@@ -56,3 +56,35 @@ def test_mlflows_global_uris_are_read_as_its_public_setters_set_them(tmp_path: P
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def test_rays_cluster_messages_go_to_the_sink_and_its_printer_comes_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ray._private import worker
+
+    where = f"tuner.engine_internals replaces {PINNED['ray'][0]}"
+    assert "print_to_stdstream" in worker.listen_error_messages.__code__.co_names, (
+        f"{where}, but Ray's error listener no longer calls it (pinned: {_pin('ray')})"
+    )
+    printer = worker.print_to_stdstream
+    dump = "Raylet is terminated. Termination is unexpected. Possible reasons include: ..."
+    seen: list[str] = []
+    with routed_ray_cluster_messages(seen.append):
+        worker.print_to_stdstream({"lines": [dump], "pid": "raylet", "is_err": False}, False)
+        worker.print_to_stdstream(
+            {
+                "lines": ["a worker's line"],
+                "pid": 42,
+                "ip": "127.0.0.1",
+                "is_err": False,
+                "task_name": "t",
+                "actor_name": "",
+                "job": "01000000",
+            },
+            True,
+        )
+    assert seen == [dump]
+    out = capsys.readouterr().out
+    assert dump not in out and "a worker's line" in out, f"{where} (pinned: {_pin('ray')})"
+    assert worker.print_to_stdstream is printer

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
+from trainer.notices import Notice
 from tuner.layout import Outcome, PrunedLog, TrialFiles
 from tuner.space import SearchSpace, build_sampler, space_from_mapping
 from tuner.study import live
@@ -138,6 +140,34 @@ def test_a_trial_the_study_stopped_early_is_recorded_as_pruned(tmp_path: Path) -
     progress.trial_completed("a", _epoch(1, 0.3))  # no outcome.json, no ASHA stop: a limit hit
     assert PrunedLog(tmp_path).epoch("a") == 1
     assert "pruned at epoch 1/3" in lines[0]
+
+
+def test_a_retried_trial_gets_one_notice_naming_its_cause_and_retry(tmp_path: Path) -> None:
+    lines: list[str] = []
+    progress = TrialProgress(
+        METRIC,
+        "max",
+        4,
+        3,
+        PrunedLog(tmp_path),
+        CompletionCriteria(METRIC, "max", None, None),
+        lines.append,
+        max_retries=3,
+    )
+    error = tmp_path / "error.txt"
+    error.write_text(
+        "Traceback (most recent call last):\n  ...\n"
+        "ray.exceptions.ActorDiedError: The actor died because its node has died.\n\n"
+    )
+    with pytest.warns(Notice) as caught:
+        progress.trial_retried("t2", 1, str(error))
+    assert [str(w.message) for w in caught] == [
+        "trial t2 stopped (ray.exceptions.ActorDiedError: The actor died because its node has "
+        "died.); it continues from its last saved epoch (retry 1 of at most 3)"
+    ]
+    assert lines == [] and progress.done == 0  # not an ended trial: it runs again
+    with pytest.warns(Notice, match=r"trial t2 stopped \(its worker stopped\).*retry 2 of"):
+        progress.trial_retried("t2", 2, None)
 
 
 def test_a_resumed_study_counts_the_trials_its_earlier_run_ended(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ __all__ = ["ProgressCallback"]
 
 
 class ProgressCallback(Callback):  # type: ignore[misc]
-    """Hands trial results, completions and errors to the live study's `TrialProgress`."""
+    """Hands trial results, completions, retries and errors to the live study's `TrialProgress`."""
 
     def __init__(self, study_key: str) -> None:
         self.study_key = study_key
@@ -35,6 +35,11 @@ class ProgressCallback(Callback):  # type: ignore[misc]
         live = live_study(self.study_key)
         if live is not None:
             live.progress.trial_completed(trial.trial_id, trial.last_result)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        live = live_study(self.study_key)
+        if live is not None:
+            live.progress.trial_retried(trial.trial_id, trial.num_failures, trial.error_file)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         live = live_study(self.study_key)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from trainer.notices import notice
 from tuner.layout import PrunedLog, TrialFiles
 from tuner.study.criteria import CompletionCriteria
 
@@ -57,11 +58,14 @@ class TrialProgress:
         log: Callable[[str], None] = print,
         *,
         expected_epochs: float | None = None,
+        max_retries: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`expected_epochs`: the epochs a trial runs on average (under ASHA, simulated); with
-        it each line ends with the study's ETA."""
+        it each line ends with the study's ETA. `max_retries`: the study's `limits.max_retries`,
+        for the notice of a retried trial."""
         self.expected_epochs, self.clock = expected_epochs, clock
+        self.max_retries = max_retries
         self.started_at = clock()
         self.epochs_seen = 0  # epochs reported in this run of the study
         self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
@@ -145,13 +149,27 @@ class TrialProgress:
         if trial_id in self.ended:
             return
         self.ended.add(trial_id)
-        message = "see its error.txt"
-        if error_file:
-            try:
-                with open(error_file) as f:
-                    lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
-                message = lines[-1][:300] if lines else message
-            except OSError:
-                pass
         self.criteria.trial_finished(None)
+        message = _last_line(error_file) or "see its error.txt"
         self.log(f"{self._line(trial_id, 'failed')}: {message}{self.eta()}")
+
+    def trial_retried(self, trial_id: str, failures: int, error_file: str | None) -> None:
+        """A trial failed (its worker or node died) and Ray starts it again from its last
+        checkpoint (`limits.max_retries`); `failures` counts its failures so far."""
+        cause = _last_line(error_file, 160) or "its worker stopped"
+        notice(
+            f"trial {trial_id} stopped ({cause}); it continues from its last saved epoch "
+            f"(retry {failures} of at most {self.max_retries})"
+        )
+
+
+def _last_line(path: str | None, width: int = 300) -> str | None:
+    """The last non-blank line of a trial's error file (Ray's `error.txt`), cut to `width`."""
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1].strip()[:width] if lines else None

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import optuna
 
 from tuner import layout
+from tuner.engine_internals import routed_ray_cluster_messages
 from tuner.errors import SearchSpaceError
 from tuner.layout import PrunedLog, StudyInfo, read_study_file, write_study_file
 from tuner.space import SearchSpace, build_sampler
@@ -69,6 +71,23 @@ def _ray_settings() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = old
+
+
+@contextlib.contextmanager
+def _cluster_messages(study_dir: Path, verbose: bool) -> Iterator[None]:
+    """Unless `verbose`, the cluster's error messages Ray prints (a dead node's raylet dump) go to
+    the study's `ray-messages.log`; the user sees a `notice:` line for each trial retried."""
+    if verbose:
+        yield
+        return
+    path = layout.ray_messages_file(study_dir)
+
+    def append(line: str) -> None:
+        with open(path, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    with routed_ray_cluster_messages(append):
+        yield
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -355,6 +374,7 @@ def run_study(
         stopper,
         log,
         expected_epochs=expected_epochs_per_trial(space),
+        max_retries=space.limits.max_retries,
     )
     progress.resume_from(load_trials(study_dir, space.objective, space.mode))
     study_key = str(study_dir)
@@ -364,7 +384,7 @@ def run_study(
     try:
         if tracker is not None:
             tracker.start_study(space_text=space.text, settings=space.settings(), resume=existing)
-        with _ray_settings():
+        with _ray_settings(), _cluster_messages(study_dir, verbose):
             tuner.fit()
         _drop_orphans(study_dir, log)
         if stopper.reason:
