@@ -31,20 +31,29 @@ from typing import Any
 
 from benchmarks.faults.common import ASSETS, TUNE, study_runs, study_space
 
-MAX_TRIALS, EPOCHS = 10, 4
-SPACE = study_space(
-    "kills",
-    epochs=EPOCHS,
-    body=f"""\
+EPOCHS = 4
+# trials per planned kill: under ASHA (rungs 1, 2, 4) a trial trains about 2 epochs, and a killed
+# run trains up to about a dozen before its kill, so the study outlasts every kill
+TRIALS_PER_KILL = 8
+
+
+def kills_space(max_trials: int) -> str:
+    """The killed study: `max_trials` trials of up to `EPOCHS` epochs, ASHA, tracking on."""
+    return study_space(
+        "kills",
+        epochs=EPOCHS,
+        body=f"""\
 search:
   learning_rate: {{type: continuous, low: 1.0e-3, high: 0.3, scaling: log}}
   optimizer: {{type: categorical, values: [sgd, adam]}}
 sampler: {{name: tpe, options: {{n_startup_trials: 3}}}}
 pruner: {{name: asha, grace_period: 1, reduction_factor: 2}}
-limits: {{max_trials: {MAX_TRIALS}, max_parallel: 2}}
+limits: {{max_trials: {max_trials}, max_parallel: 2}}
 tracking: {{enabled: true}}
 """,
-)
+    )
+
+
 _EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+ train:", re.M)
 
 
@@ -89,7 +98,8 @@ def study_kills(work: Path, kills: int, seed: int, within: float) -> dict[str, A
     run has trained its first epoch (so every run gets somewhere, however slow its start)."""
     work.mkdir(parents=True, exist_ok=True)
     space = work / "kills.yaml"
-    space.write_text(SPACE)
+    max_trials = max(10, TRIALS_PER_KILL * kills)
+    space.write_text(kills_space(max_trials))
     study_dir = work / "studies" / "kills"
     rng = random.Random(seed)
     finished: dict[str, float | None] = {}
@@ -129,7 +139,7 @@ def study_kills(work: Path, kills: int, seed: int, within: float) -> dict[str, A
         if t not in trials or trials[t].status != "finished" or trials[t].value != value
     ]
     configs = Counter(tuple(sorted(t.config.items())) for t in trials.values())
-    duplicated = max(0, len(trials) - MAX_TRIALS) + sum(n - 1 for n in configs.values() if n > 1)
+    duplicated = max(0, len(trials) - max_trials) + sum(n - 1 for n in configs.values() if n > 1)
     retrained = {}
     for trial_id in trials:
         log = study_dir / f"trial_{trial_id}" / "train.log"
@@ -141,6 +151,7 @@ def study_kills(work: Path, kills: int, seed: int, within: float) -> dict[str, A
     children, parents, _ = study_runs(f"sqlite:///{work / 'studies' / 'mlflow.db'}", "kills")
     return {
         "kills": done_kills,
+        "trials in the study": max_trials,
         "study ended before a kill": ended_early,
         "final run exit status": final.returncode,
         "trials at the end": len(trials),
