@@ -75,7 +75,14 @@ def test_the_campaign_prints_the_counts_of_each_target(capsys: pytest.CaptureFix
     row = next(line for line in out.splitlines() if line.startswith("hyperparameters"))
     cases, accepted, clean, *failures = (int(v) for v in row.split()[1:-1])
     assert code == 0 and cases == 20 and accepted + clean == 20 and not any(failures)
-    assert "targets (0 tracebacks, hangs, crashes, unclear errors, wrong results): met" in out
+    assert "targets (20 inputs per target; 0 tracebacks, hangs" in out and out.rstrip().endswith(
+        "met"
+    )
+    # a time budget that cuts a target short of its inputs misses the target
+    code = main(
+        ["--part", "fuzz", "--target", "hyperparameters", "--cases", "20", "--seconds", "0.001"]
+    )
+    assert code != 0 and capsys.readouterr().out.rstrip().endswith("NOT met")
 
 
 @pytest.mark.slow
