@@ -2,9 +2,17 @@
 `tune predict`'s batched images/s on the same images and model (target >= 0.8), p50/p99 latency,
 and a bounded load run: errors (target 0) and the server's RSS growth (target < 5%).
 
-The model is the quickstart's (CIFAR ResNet-20 at 3x32x32): `--model` (e.g.
-`studies/quickstart/best/model.tar.gz`), else one trained here for one epoch on the committed
-CIFAR-10 samples. The images are the 400 real CIFAR-10 JPEGs in `tests/assets/cifar10`.
+Two models (`--case`, default both), each trained here for one epoch on committed samples, or
+given with `--model`:
+
+- `quickstart`: CIFAR ResNet-20 at 3x32x32 (41 MFLOPs an image). Its forward pass costs about as
+  much as the HTTP request around it, so this case measures the server's own overhead, on the cores
+  the 8 clients share: the hard case for the ratio.
+- `resnet50`: ResNet-50 at 3x224x224 (4 GFLOPs an image), the algorithm's usual input: the model
+  dominates, as on a real endpoint. Fewer requests per round (`--requests-resnet50`).
+
+The images are the 400 real CIFAR-10 JPEGs in `tests/assets/cifar10` (resized to the model's
+input, as `tune predict` and the endpoint both do).
 
 - `tune predict`: its code path in this process (`Predictor.prepare` each file's bytes, then
   `Predictor.predict` in batches of 64) on the 400 images twice per round, start-up excluded.
@@ -21,8 +29,9 @@ CIFAR-10 samples. The images are the 400 real CIFAR-10 JPEGs in `tests/assets/ci
 other processes keep busy, two OpenMP threads that wait on each other's barrier run a small model
 many times slower than one (measured 10-20x here, with a niced background job on both cores).
 
-    python -m benchmarks.bench_serve [--model model.tar.gz] [--clients 8] [--rounds 5]
-                                     [--requests 800] [--load 5000] [--threads N]
+    python -m benchmarks.bench_serve [--case quickstart|resnet50] [--model model.tar.gz]
+                                     [--clients 8] [--rounds 5] [--requests 800] [--load 5000]
+                                     [--threads N]
 """
 
 from __future__ import annotations
@@ -45,23 +54,33 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "tests" / "assets" / "cifar10"
 
 
-def _train_quickstart_model(folder: Path) -> Path:
-    """One epoch of the quickstart's ResNet-20 at 3x32x32 on the committed samples."""
+# case -> (the data it is trained on for one epoch, its hyperparameters)
+CASES: dict[str, tuple[Path, dict[str, object]]] = {
+    "quickstart": (
+        IMAGES,
+        {"num_classes": 10, "num_training_samples": 300, "num_layers": 20},
+    ),
+    "resnet50": (
+        ROOT / "tests" / "assets" / "recordio" / "cifar10-224",
+        {"num_classes": 4, "num_training_samples": 32, "num_layers": 50},
+    ),
+}
+_SHAPES = {"quickstart": "3,32,32", "resnet50": "3,224,224"}
+
+
+def _train_model(case: str, folder: Path) -> Path:
+    """One epoch of the case's model on its committed samples."""
     from trainer.data import DataConfig
     from trainer.hyperparameters import parse_hyperparameters
     from trainer.loop import fit
 
+    data, values = CASES[case]
     hp = parse_hyperparameters(
-        {
-            "num_classes": 10,
-            "num_training_samples": 300,
-            "num_layers": 20,
-            "image_shape": "3,32,32",
-            "mini_batch_size": 64,
-            "epochs": 1,
-        }
+        {**values, "image_shape": _SHAPES[case], "mini_batch_size": 16, "epochs": 1}
     )
-    return Path(fit(hp, DataConfig(IMAGES), folder, seed=0, log=lambda _l: None).model_path)
+    content_type = "recordio" if case == "resnet50" else "auto"
+    config = DataConfig(data, content_type=content_type)
+    return Path(fit(hp, config, folder / case, seed=0, log=lambda _l: None).model_path)
 
 
 def _predict_rate(predictor: Any, files: list[Path]) -> float:
@@ -168,75 +187,91 @@ def _drive(
     return time.perf_counter() - start, latencies, errors[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=None, help="a model.tar.gz (3x32x32)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements")
-    parser.add_argument("--requests", type=int, default=800, help="endpoint requests per round")
-    parser.add_argument("--load", type=int, default=5000, help="bounded load run")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides)")
-    args = parser.parse_args()
-
-    import torch
-
+def run_case(case: str, model: Path, args: argparse.Namespace, tmp: Path) -> float:
+    """Measure one model as the module docstring says; prints the figures, returns the ratio."""
     from trainer.predict import Predictor
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    requests = args.requests if case == "quickstart" else args.requests_resnet50
     files = sorted(IMAGES.rglob("*.jpg"))
+    if case != "quickstart":
+        files = files[: max(64, requests // 2)]
     bodies = [file.read_bytes() for file in files]
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        model = args.model or _train_quickstart_model(Path(tmp))
+    print(f"\n{case}: model {model}; {len(files)} CIFAR-10 JPEGs from {IMAGES.relative_to(ROOT)}")
+    predictor = Predictor.from_archive(model)
+    _predict_rate(predictor, files[:16])  # warm-up
+    port = _free_port()
+    server = _start_server(model, port, tmp / f"serve-{case}.log", args.threads)
+    try:
+        _drive(port, bodies, args.clients, max(args.clients * 2, requests // 4))  # warm-up
+        rss_before = _rss_kib(server.pid)
+        predict_rates, serve_rates, latencies, errors = [], [], [], 0
+        for _ in range(args.rounds):  # alternating, so load from elsewhere hits both sides
+            predict_rates.append(
+                _predict_rate(predictor, files if case != "quickstart" else files * 2)
+            )
+            seconds, took, failed = _drive(port, bodies, args.clients, requests)
+            serve_rates.append(requests / seconds)
+            latencies += took
+            errors += failed
+        predict_rate = statistics.median(predict_rates)
+        rate = statistics.median(serve_rates)
+        quantiles = statistics.quantiles(latencies, n=100)
         print(
-            f"model: {model}; {len(files)} CIFAR-10 JPEGs from {IMAGES.relative_to(ROOT)}; "
-            f"torch threads: {torch.get_num_threads()}; {os.cpu_count()} cores"
+            f"  tune predict (batches of 64): {predict_rate:,.1f} images/s (median of "
+            f"{args.rounds}: {', '.join(f'{r:.1f}' for r in predict_rates)})"
         )
-        predictor = Predictor.from_archive(model)
-        _predict_rate(predictor, files[:64])  # warm-up
-        port = _free_port()
-        server = _start_server(model, port, Path(tmp) / "serve.log", args.threads)
-        try:
-            _drive(port, bodies, args.clients, 200)  # warm-up
-            rss_before = _rss_kib(server.pid)
-            predict_rates, serve_rates, latencies, errors = [], [], [], 0
-            for _ in range(args.rounds):  # alternating, so load from elsewhere hits both sides
-                predict_rates.append(_predict_rate(predictor, files + files))
-                seconds, took, failed = _drive(port, bodies, args.clients, args.requests)
-                serve_rates.append(args.requests / seconds)
-                latencies += took
-                errors += failed
-            predict_rate = statistics.median(predict_rates)
-            rate = statistics.median(serve_rates)
-            quantiles = statistics.quantiles(latencies, n=100)
-            print(
-                f"tune predict (batches of 64): {predict_rate:,.0f} images/s (median of "
-                f"{args.rounds}: {', '.join(f'{r:.0f}' for r in predict_rates)})"
-            )
-            print(
-                f"tune serve, {args.clients} clients, one JPEG per request: {rate:,.0f} images/s "
-                f"(median of {args.rounds}: {', '.join(f'{r:.0f}' for r in serve_rates)}; "
-                f"{len(latencies)} requests, {errors} errors); latency p50 "
-                f"{quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms"
-            )
-            ratios = ", ".join(
-                f"{a / b:.2f}" for a, b in zip(serve_rates, predict_rates, strict=True)
-            )
-            print(
-                f"ratio endpoint / tune predict: {rate / predict_rate:.2f} (target >= 0.8; "
-                f"per round: {ratios})"
-            )
+        print(
+            f"  tune serve, {args.clients} clients, one JPEG per request: {rate:,.1f} images/s "
+            f"(median of {args.rounds}: {', '.join(f'{r:.1f}' for r in serve_rates)}; "
+            f"{len(latencies)} requests, {errors} errors); latency p50 "
+            f"{quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms"
+        )
+        ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(serve_rates, predict_rates, strict=True))
+        ratio = rate / predict_rate
+        print(f"  ratio endpoint / tune predict: {ratio:.2f} (target >= 0.8; per round: {ratios})")
+        if case == "quickstart" and args.load:
             seconds, _took, errors = _drive(port, bodies, args.clients, args.load)
             rss_after = _rss_kib(server.pid)
             growth = (rss_after - rss_before) / rss_before
             print(
-                f"load: {args.load} requests in {seconds:.1f} s ({args.load / seconds:,.0f}/s), "
+                f"  load: {args.load} requests in {seconds:.1f} s ({args.load / seconds:,.0f}/s), "
                 f"{errors} errors (target 0); server RSS {rss_before / 1024:.1f} MiB after the "
                 f"warm-up -> {rss_after / 1024:.1f} MiB after the load run, growth "
                 f"{growth:+.1%} (target < 5%)"
             )
-        finally:
-            _stop(server)
+        return ratio
+    finally:
+        _stop(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--case", action="append", choices=sorted(CASES), help="model(s) (default: both)"
+    )
+    parser.add_argument("--model", type=Path, default=None, help="the case's model.tar.gz")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements")
+    parser.add_argument("--requests", type=int, default=800, help="quickstart requests per round")
+    parser.add_argument(
+        "--requests-resnet50", type=int, default=96, help="resnet50 requests per round"
+    )
+    parser.add_argument("--load", type=int, default=5000, help="bounded load run (quickstart)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides)")
+    args = parser.parse_args()
+    cases = args.case or list(CASES)
+    if args.model and len(cases) != 1:
+        parser.error("--model needs one --case")
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()}; {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        for case in cases:
+            model = args.model or _train_model(case, Path(tmp))
+            run_case(case, model, args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -323,12 +323,21 @@ def test_requests_that_arrive_together_share_one_forward_pass(
     assert max(batches) <= 8
 
 
+class _SlowPredictor(Predictor):
+    """The real predictor, taking half a second more per forward pass (a big model's time)."""
+
+    def predict(self, images: Any) -> np.ndarray:
+        time.sleep(0.5)
+        return super().predict(images)
+
+
 def test_more_images_waiting_than_the_server_holds_is_a_429_not_a_queue_without_end(
     predictor: Predictor, archive: Path, jpegs: list[bytes]
 ) -> None:
-    # one image may wait, for up to 2 s: the second request meets a full queue
-    settings = ServeSettings(archive, max_batch_delay_ms=2000, limits=Limits(max_pending_images=1))
-    with serving(predictor, settings) as (url, _app), ThreadPoolExecutor(1) as pool:
+    # one image may wait for the model: a second request during the first's pass meets a full queue
+    slow = _SlowPredictor(predictor.loaded, predictor.device)
+    settings = ServeSettings(archive, limits=Limits(max_pending_images=1))
+    with serving(slow, settings) as (url, _app), ThreadPoolExecutor(1) as pool:
         first = pool.submit(
             requests.post,
             f"{url}/invocations",
@@ -336,7 +345,7 @@ def test_more_images_waiting_than_the_server_holds_is_a_429_not_a_queue_without_
             headers={"Content-Type": "image/jpeg"},
             timeout=60,
         )
-        time.sleep(0.5)
+        time.sleep(0.2)
         second = requests.post(
             f"{url}/invocations",
             data=jpegs[1],
@@ -347,6 +356,35 @@ def test_more_images_waiting_than_the_server_holds_is_a_429_not_a_queue_without_
     assert second.status_code == 429
     assert second.json()["code"] == "ThrottlingException"  # what botocore retries with backoff
     assert "1 images are waiting" in second.json()["message"]
+
+
+def test_a_lone_request_is_not_kept_waiting_for_others_that_are_not_coming() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        # an hour's delay: any wait for it would end in wait_for's TimeoutError
+        batcher = Batcher(
+            lambda images: np.zeros((len(images), 1)),
+            max_batch_size=32,
+            max_delay_s=3600.0,
+            max_pending_images=100,
+        )
+        batcher.start()
+        try:
+            # nothing else on its way: straight to the model
+            await asyncio.wait_for(batcher.submit([np.zeros(1)]), 30)
+            # one request announced (its images being decoded): the queued one waits for it
+            arrival = batcher.arrival()
+            waiting = asyncio.ensure_future(batcher.submit([np.zeros(1)]))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await asyncio.wait_for(batcher.submit([np.zeros(1)], arrival), 30)
+            await asyncio.wait_for(waiting, 30)
+        finally:
+            await batcher.stop()
+        assert batcher.batch_sizes == {1: 1, 2: 1}
+
+    asyncio.run(scenario())
 
 
 def test_the_batcher_bounds_each_batch_and_splits_the_answers_back() -> None:

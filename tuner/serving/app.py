@@ -141,12 +141,15 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
     async def invocations(request: Request) -> Response:
         content_type = check_content_type(request.headers.get("content-type"))
         body = await _read_body(request, limits.max_payload_bytes)
-        images = await run_in_threadpool(decode_body, body, content_type, predictor, limits)
-        accept = choose_accept(request.headers.get("accept"), len(images))
+        arrival = batcher.arrival()
         try:
-            probabilities = await batcher.submit(images)
+            images = await run_in_threadpool(decode_body, body, content_type, predictor, limits)
+            accept = choose_accept(request.headers.get("accept"), len(images))
+            probabilities = await batcher.submit(images, arrival)
         except QueueFull as exc:
             return _error(429, str(exc))
+        finally:
+            arrival.close()
         return Response(answer(probabilities, accept), media_type=accept)
 
     app.add_api_route("/invocations", invocations, methods=["POST"])
