@@ -187,6 +187,39 @@ def test_a_resumed_study_counts_the_trials_its_earlier_run_ended(tmp_path: Path)
     assert lines[0].startswith("[3/4] trial b finished 3 epochs")
 
 
+def test_the_eta_of_a_resumed_study_counts_the_epochs_its_running_trials_ran_before(
+    tmp_path: Path,
+) -> None:
+    now = [0.0]
+    lines: list[str] = []
+    progress = TrialProgress(
+        METRIC,
+        "max",
+        3,
+        3,
+        PrunedLog(tmp_path),
+        CompletionCriteria(METRIC, "max", None, None),
+        lines.append,
+        expected_epochs=3.0,
+        clock=lambda: now[0],
+    )
+    # killed with a finished, b after 2 of its 3 epochs, c after 1
+    history = [_epoch(1, 0.5), _epoch(2, 0.6)]
+    progress.resume_from(
+        [
+            TrialRecord("a", "finished", {}, history, 0.6, None, None),
+            TrialRecord("b", "running", {}, history, 0.6, None, None),
+            TrialRecord("c", "running", {}, history[:1], 0.5, None, None),
+        ]
+    )
+    progress.trial_result("b", _epoch(3, 0.7))
+    now[0] = 20.0  # this run: 1 epoch in 20 s
+    TrialFiles(tmp_path, "b").write_outcome(Outcome(model_path="/m"))
+    progress.trial_completed("b", _epoch(3, 0.7))
+    # left: c's 2 epochs (not 3: it ran 1 before the kill), 40 s
+    assert lines[0].endswith("ETA 40s"), lines
+
+
 # ---------------------------------------------------------------------------- ASHA bookkeeping
 
 

@@ -79,7 +79,10 @@ class TrialProgress:
     def resume_from(self, records: list[Any]) -> None:
         """Count the trials an earlier run of this study already ended (`TrialRecord`s)."""
         for record in records:
-            if record.status == "running":
+            if record.status == "running":  # it continues: its epochs so far count for the ETA
+                self.histories[record.trial_id] = [
+                    {k: e[k] for k in ("epoch", self.metric) if k in e} for e in record.history
+                ]
                 continue
             self.ended.add(record.trial_id)
             self.done += 1
