@@ -36,17 +36,14 @@ class Arrival:
     """A request on its way to the queue (its images being decoded): while it is open the batcher
     may wait for it. `Batcher.submit` closes it; close it yourself if the request fails first."""
 
-    def __init__(self, batcher: Batcher) -> None:
-        self._batcher: Batcher | None = batcher
-        batcher._arriving += 1
+    def __init__(self, on_close: Callable[[], None]) -> None:
+        self._on_close: Callable[[], None] | None = on_close
 
     def close(self) -> None:
         """The request is queued or gone; closing twice does nothing."""
-        if self._batcher is not None:
-            self._batcher._arriving -= 1
-            if self._batcher._wakeup is not None:
-                self._batcher._wakeup.set()
-            self._batcher = None
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
 
 
 @dataclass
@@ -101,7 +98,13 @@ class Batcher:
 
     def arrival(self) -> Arrival:
         """Announce a request whose images will be submitted shortly (see `Arrival`)."""
-        return Arrival(self)
+        self._arriving += 1
+        return Arrival(self._arrived)
+
+    def _arrived(self) -> None:
+        self._arriving -= 1
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def submit(
         self, images: Sequence[np.ndarray], arrival: Arrival | None = None
