@@ -69,9 +69,14 @@ def test_patience_counts_finished_trials_without_improvement() -> None:
 # ---------------------------------------------------------------------------- progress lines
 
 
-def _progress(tmp_path: Path, lines: list[str], max_t: int = 3) -> TrialProgress:
+def _progress(
+    tmp_path: Path, lines: list[str], max_t: int = 3, trials: int = 4, **options: Any
+) -> TrialProgress:
+    """A study of `trials` trials; `options`: TrialProgress's keywords (ETA, retries, clock)."""
     criteria = CompletionCriteria(METRIC, "max", target=None, patience=None)
-    return TrialProgress(METRIC, "max", 4, max_t, PrunedLog(tmp_path), criteria, lines.append)
+    return TrialProgress(
+        METRIC, "max", trials, max_t, PrunedLog(tmp_path), criteria, lines.append, **options
+    )
 
 
 def test_progress_lines_say_how_each_trial_ended_with_the_best_so_far(tmp_path: Path) -> None:
@@ -99,18 +104,7 @@ def test_progress_lines_say_how_each_trial_ended_with_the_best_so_far(tmp_path: 
 def test_each_line_ends_with_the_study_eta_from_the_observed_epoch_rate(tmp_path: Path) -> None:
     now = [0.0]
     lines: list[str] = []
-    criteria = CompletionCriteria(METRIC, "max", target=None, patience=None)
-    progress = TrialProgress(
-        METRIC,
-        "max",
-        4,
-        3,
-        PrunedLog(tmp_path),
-        criteria,
-        lines.append,
-        expected_epochs=2.0,
-        clock=lambda: now[0],
-    )
+    progress = _progress(tmp_path, lines, expected_epochs=2.0, clock=lambda: now[0])
     for epoch in (1, 2, 3):
         progress.trial_result("a", _epoch(epoch, 0.5))
     progress.trial_result("b", _epoch(1, 0.4))
@@ -144,16 +138,7 @@ def test_a_trial_the_study_stopped_early_is_recorded_as_pruned(tmp_path: Path) -
 
 def test_a_retried_trial_gets_one_notice_naming_its_cause_and_retry(tmp_path: Path) -> None:
     lines: list[str] = []
-    progress = TrialProgress(
-        METRIC,
-        "max",
-        4,
-        3,
-        PrunedLog(tmp_path),
-        CompletionCriteria(METRIC, "max", None, None),
-        lines.append,
-        max_retries=3,
-    )
+    progress = _progress(tmp_path, lines, max_retries=3)
     error = tmp_path / "error.txt"
     error.write_text(
         "Traceback (most recent call last):\n  ...\n"
@@ -192,17 +177,7 @@ def test_the_eta_of_a_resumed_study_counts_the_epochs_its_running_trials_ran_bef
 ) -> None:
     now = [0.0]
     lines: list[str] = []
-    progress = TrialProgress(
-        METRIC,
-        "max",
-        3,
-        3,
-        PrunedLog(tmp_path),
-        CompletionCriteria(METRIC, "max", None, None),
-        lines.append,
-        expected_epochs=3.0,
-        clock=lambda: now[0],
-    )
+    progress = _progress(tmp_path, lines, trials=3, expected_epochs=3.0, clock=lambda: now[0])
     # killed with a finished, b after 2 of its 3 epochs, c after 1
     history = [_epoch(1, 0.5), _epoch(2, 0.6)]
     progress.resume_from(
