@@ -58,14 +58,23 @@ IMAGES = ROOT / "tests" / "assets" / "cifar10"
 CASES: dict[str, tuple[Path, dict[str, object]]] = {
     "quickstart": (
         IMAGES,
-        {"num_classes": 10, "num_training_samples": 300, "num_layers": 20},
+        {
+            "num_classes": 10,
+            "num_training_samples": 300,
+            "num_layers": 20,
+            "image_shape": "3,32,32",
+        },
     ),
     "resnet50": (
         ROOT / "tests" / "assets" / "recordio" / "cifar10-224",
-        {"num_classes": 4, "num_training_samples": 32, "num_layers": 50},
+        {
+            "num_classes": 4,
+            "num_training_samples": 32,
+            "num_layers": 50,
+            "image_shape": "3,224,224",
+        },
     ),
 }
-_SHAPES = {"quickstart": "3,32,32", "resnet50": "3,224,224"}
 
 
 def _train_model(case: str, folder: Path) -> Path:
@@ -75,12 +84,8 @@ def _train_model(case: str, folder: Path) -> Path:
     from trainer.loop import fit
 
     data, values = CASES[case]
-    hp = parse_hyperparameters(
-        {**values, "image_shape": _SHAPES[case], "mini_batch_size": 16, "epochs": 1}
-    )
-    content_type = "recordio" if case == "resnet50" else "auto"
-    config = DataConfig(data, content_type=content_type)
-    return Path(fit(hp, config, folder / case, seed=0, log=lambda _l: None).model_path)
+    hp = parse_hyperparameters({**values, "mini_batch_size": 16, "epochs": 1})
+    return Path(fit(hp, DataConfig(data), folder / case, seed=0, log=lambda _l: None).model_path)
 
 
 def _predict_rate(predictor: Any, files: list[Path]) -> float:
