@@ -80,9 +80,7 @@ class TrialProgress:
         """Count the trials an earlier run of this study already ended (`TrialRecord`s)."""
         for record in records:
             if record.status == "running":  # it continues: its epochs so far count for the ETA
-                self.histories[record.trial_id] = [
-                    {k: e[k] for k in ("epoch", self.metric) if k in e} for e in record.history
-                ]
+                self.histories[record.trial_id] = [self._kept(e) for e in record.history]
                 continue
             self.ended.add(record.trial_id)
             self.done += 1
@@ -99,9 +97,11 @@ class TrialProgress:
         """One epoch of a trial."""
         self.criteria.observe(result)
         self.epochs_seen += 1
-        self.histories.setdefault(trial_id, []).append(
-            {k: result[k] for k in ("epoch", self.metric) if k in result}
-        )
+        self.histories.setdefault(trial_id, []).append(self._kept(result))
+
+    def _kept(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What a trial's history keeps of one epoch's result: the epoch and the objective."""
+        return {k: result[k] for k in ("epoch", self.metric) if k in result}
 
     def eta(self) -> str:
         """`  ETA 3m 10s` (the study's remaining wall time), or "" when it cannot be told yet."""
