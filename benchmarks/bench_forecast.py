@@ -6,8 +6,13 @@ and MLflow store), its data is data/quickstart; the actual time runs from `run_s
 `ray.shutdown()`'s return, which is what the forecast covers (Ray's start and stop included). The
 load average is printed before and after: the machine is shared, and both figures move with it.
 
+The forecast is an expectation: which trials ASHA stops depends on the configurations the sampler
+draws, so one 12-trial study's epoch count moves by about a third either way (the dry run prints
+that range). `--repeats N` runs N studies per case with study seeds 0 .. N-1 and compares the mean
+predicted time with the mean actual time, as well as each study on its own.
+
     .venv/bin/python -m benchmarks.bench_forecast                      # both cases
-    .venv/bin/python -m benchmarks.bench_forecast --case quickstart
+    .venv/bin/python -m benchmarks.bench_forecast --case quickstart --repeats 3
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,19 +95,23 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _space(case: str, work: Path) -> tuple[Any, list[str]]:
-    """The case's space (its study and MLflow store under `work`) and its `tune run` arguments."""
+def _space(case: str, work: Path, seed: int) -> tuple[Any, list[str]]:
+    """The case's space with study seed `seed` (its study and MLflow store under `work`) and its
+    `tune run` arguments."""
     from tuner.commands.run import load_study_definition
 
     if case == "quickstart":
         mapping = yaml.safe_load(QUICKSTART.read_text())
         mapping["data"]["path"] = str(DATA)
         mapping["study"]["directory"] = str(work / "studies")
+        mapping["study"]["seed"] = seed
         path = work / "quickstart.yaml"
         path.write_text(yaml.safe_dump(mapping))
         return load_study_definition(path, None, log=lambda line: None), [str(path)]
+    job = json.loads(json.dumps(SAGEMAKER_JOB))
+    job["HyperParameterTuningJobConfig"]["RandomSeed"] = seed
     path = work / "job.json"
-    path.write_text(json.dumps(SAGEMAKER_JOB))
+    path.write_text(json.dumps(job))
     os.chdir(work)  # a SageMaker job's study folder is under the working directory
     space = load_study_definition(path, DATA, log=lambda line: None)
     return space, [str(path), "--data", str(DATA)]
@@ -113,16 +123,16 @@ def _seconds(text: str) -> float:
     return float(sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", text)))
 
 
-def bench(case: str) -> tuple[float, float]:
-    """(predicted, actual) study wall seconds of `case`: `tune run ... --dry-run` as a user runs
-    it, then the study itself."""
+def bench(case: str, seed: int) -> tuple[float, float]:
+    """(predicted, actual) study wall seconds of `case` with study seed `seed`: `tune run ...
+    --dry-run` as a user runs it, then the study itself."""
     import ray
 
     from tuner.study import load_trials, run_study
 
     with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{case}-") as tmp:
-        space, args = _space(case, Path(tmp))
-        print(f"--- {case}: load average {_load()}")
+        space, args = _space(case, Path(tmp), seed)
+        print(f"--- {case}, study seed {seed}: load average {_load()}")
         print(f"$ tune run {' '.join(args)} --dry-run")
         dry = subprocess.run(
             [str(Path(sys.executable).parent / "tune"), "run", *args, "--dry-run"],
@@ -154,12 +164,20 @@ def bench(case: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", choices=["quickstart", "sagemaker", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=1, help="studies per case (seeds 0..N-1)")
     args = parser.parse_args()
     cases = ["quickstart", "sagemaker"] if args.case == "both" else [args.case]
-    results = {case: bench(case) for case in cases}
-    print("\ncase         predicted    actual   predicted/actual  (target 0.75 .. 1.25)")
-    for case, (predicted, actual) in results.items():
-        print(f"{case:<12}{predicted:>9.0f} s{actual:>8.0f} s{predicted / actual:>12.2f}")
+    results = {case: [bench(case, seed) for seed in range(args.repeats)] for case in cases}
+    print("\ncase        seed  predicted    actual   predicted/actual  (target 0.75 .. 1.25)")
+    for case, runs in results.items():
+        for seed, (predicted, actual) in enumerate(runs):
+            print(
+                f"{case:<12}{seed:>4}{predicted:>9.0f} s{actual:>8.0f} s{predicted / actual:>12.2f}"
+            )
+        if len(runs) > 1:
+            predicted = statistics.mean(p for p, _ in runs)
+            actual = statistics.mean(a for _, a in runs)
+            print(f"{case:<12}mean{predicted:>9.0f} s{actual:>8.0f} s{predicted / actual:>12.2f}")
 
 
 if __name__ == "__main__":
