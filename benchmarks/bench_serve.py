@@ -16,14 +16,16 @@ input, as `tune predict` and the endpoint both do).
 
 - `tune predict`: its code path in this process (`Predictor.prepare` each file's bytes, then
   `Predictor.predict` in batches of 64) on the 400 images twice per round, start-up excluded.
-- The endpoint: `tune serve MODEL` as a subprocess (one worker, default batching), clients in
-  threads of this process over keep-alive HTTP connections (`http.client`), each sending one image
-  per request and waiting for the answer (closed loop); images/s is requests answered per second
-  of wall time, after a warm-up of 200 requests. Clients and server share this machine's cores.
+- The endpoint: `tune serve MODEL --workers N` as a subprocess (default 1, default batching),
+  clients in threads of this process over keep-alive HTTP connections (`http.client`), each
+  sending one image per request and waiting for the answer (closed loop); images/s is requests
+  answered per second of wall time, after a warm-up of 200 requests. Clients and server share
+  this machine's cores.
 - The two are measured in alternating rounds (`--rounds`), medians compared, so that load from
   other processes on a shared machine falls on both.
 - Load: `--load` requests by the same clients; errors are non-200 answers or failed connections;
-  RSS is the server's `VmRSS` (/proc/PID/status) after the warm-up and after the load run.
+  RSS is the server's `VmRSS` (summed over its worker processes) after the warm-up and after the
+  load run.
 
 `--threads N` gives torch N threads in both (`OMP_NUM_THREADS` for the server): on cores that
 other processes keep busy, two OpenMP threads that wait on each other's barrier run a small model
@@ -31,7 +33,7 @@ many times slower than one (measured 10-20x here, with a niced background job on
 
     python -m benchmarks.bench_serve [--case quickstart|resnet50] [--model model.tar.gz]
                                      [--clients 8] [--rounds 5] [--requests 800] [--load 5000]
-                                     [--threads N]
+                                     [--threads N] [--workers N]
 """
 
 from __future__ import annotations
@@ -104,20 +106,31 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+def _rss_kib(group: int) -> int:
+    """The summed `VmRSS` of process group `group` (the server and its `--workers` processes)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != group:  # pgrp
+                continue
+            lines = (status.parent / "status").read_text().splitlines()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        total += next((int(x.split()[1]) for x in lines if x.startswith("VmRSS:")), 0)
+    if not total:
+        raise RuntimeError(f"no process in group {group}")
+    return total
 
 
 def _start_server(
-    model: Path, port: int, log: Path, threads: int | None
+    model: Path, port: int, log: Path, threads: int | None, workers: int
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     command = [str(Path(sys.executable).parent / "tune"), "serve", str(model), "--port", str(port)]
+    command += ["--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -205,7 +218,7 @@ def run_case(case: str, model: Path, args: argparse.Namespace, tmp: Path) -> flo
     predictor = Predictor.from_archive(model)
     _predict_rate(predictor, files[:16])  # warm-up
     port = _free_port()
-    server = _start_server(model, port, tmp / f"serve-{case}.log", args.threads)
+    server = _start_server(model, port, tmp / f"serve-{case}.log", args.threads, args.workers)
     try:
         _drive(port, bodies, args.clients, max(args.clients * 2, requests // 4))  # warm-up
         rss_before = _rss_kib(server.pid)
@@ -263,6 +276,7 @@ def main() -> None:
     )
     parser.add_argument("--load", type=int, default=5000, help="bounded load run (quickstart)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides)")
+    parser.add_argument("--workers", type=int, default=1, help="tune serve --workers")
     args = parser.parse_args()
     cases = args.case or list(CASES)
     if args.model and len(cases) != 1:
