@@ -130,6 +130,15 @@ def test_a_real_study_reproduces_the_recorded_curves_and_asha_decisions(
     table_path = tmp_path / "tiny.csv"
     argv = [str(space_path), "--configs", "4", "--seeds", "1", "--jobs", "2"]
     assert record_main([*argv, "--out", str(table_path), "--work", str(tmp_path / "work")]) == 0
+    recorded_csv = table_path.read_text()
+    # without its work folder (a fresh clone), the same command continues from the table itself
+    again = ["--out", str(table_path), "--work", str(tmp_path / "elsewhere")]
+    assert record_main([*argv, *again]) == 0
+    assert len(list((tmp_path / "elsewhere" / "runs").glob("*.json"))) == 4
+    assert not list((tmp_path / "elsewhere" / "logs").iterdir())  # nothing was trained again
+    assert table_path.read_text() == recorded_csv
+    meta = json.loads(table_path.with_suffix(".json").read_text())
+    assert sum(meta["runs_per_cpu"].values()) == 4
     space = load_space(space_path)
     table = Table.load(table_path, space)
     assert len(table.configs) == 4

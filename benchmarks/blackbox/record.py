@@ -14,7 +14,10 @@ grow when other work shares the machine).
 Finished runs are kept one file each in the work folder (`benchmarks/results/blackbox-NAME/`), and
 the table (`benchmarks/blackbox/tables/NAME.csv`, with `NAME.json` saying how it was made) is
 rewritten after each one, so a killed recording keeps everything it finished and the same command
-continues it.
+continues it. Without the work folder (a fresh clone, a new machine) the command continues from the
+committed table itself: its runs are taken back into the work folder when the table says it was
+recorded from the same space and design. Each run keeps the CPU it was trained on, and the table's
+JSON counts runs per CPU, since epoch seconds are only comparable within one kind of CPU.
 """
 
 from __future__ import annotations
@@ -141,9 +144,11 @@ def write_table(space: Any, design: list[dict[str, Any]], work: Path, out: Path,
 
     names = [d.name for d in space.dimensions]
     rows = []
+    cpus: dict[str, int] = {}
     runs = sorted((work / "runs").glob("c*-s*.json"))
     for path in runs:
         run = json.loads(path.read_text())
+        cpus[run.get("cpu", "unknown")] = cpus.get(run.get("cpu", "unknown"), 0) + 1
         config = design[run["config_id"]]
         for epoch in run["epochs"]:
             rows.append(
@@ -156,8 +161,41 @@ def write_table(space: Any, design: list[dict[str, Any]], work: Path, out: Path,
             )
     table = pd.DataFrame(rows).sort_values(["config", "seed", "epoch"])
     _write_atomic(out, table.to_csv(index=False))
-    _write_atomic(out.with_suffix(".json"), json.dumps({**meta, "runs": len(runs)}, indent=1))
+    kept = {**meta, "runs": len(runs), "runs_per_cpu": cpus}
+    _write_atomic(out.with_suffix(".json"), json.dumps(kept, indent=1))
     return len(runs)
+
+
+def take_back_from_table(out: Path, identity: dict[str, Any], work: Path) -> int:
+    """Write the runs the committed table at `out` holds, and `work` lacks, back into `work`.
+
+    Only a table recorded from the same space and design (its JSON's identity) is taken; its runs
+    keep the CPU the table says they were trained on. Returns how many runs were taken back.
+    """
+    import pandas as pd
+
+    meta_path = out.with_suffix(".json")
+    if not (out.is_file() and meta_path.is_file()):
+        return 0
+    meta = json.loads(meta_path.read_text())
+    if any(meta.get(k) != v for k, v in identity.items()):
+        return 0
+    cpus = meta.get("runs_per_cpu") or {meta.get("machine", {}).get("cpu", "unknown"): 0}
+    cpu = next(iter(cpus)) if len(cpus) == 1 else "unknown"
+    table = pd.read_csv(out)
+    columns = ["epoch", *METRICS, "epoch_seconds", "cpu_seconds"]
+    taken = 0
+    for (config_id, seed), rows in table.groupby(["config", "seed"]):
+        path = work / "runs" / f"c{int(config_id):03d}-s{int(seed)}.json"
+        if path.is_file():
+            continue
+        epochs = rows.sort_values("epoch")[columns].to_dict("records")
+        for epoch in epochs:
+            epoch["epoch"] = int(epoch["epoch"])
+        run = {"config_id": int(config_id), "seed": int(seed), "cpu": cpu, "epochs": epochs}
+        _write_atomic(path, json.dumps(run))
+        taken += 1
+    return taken
 
 
 def _describe(config: dict[str, Any]) -> str:
@@ -213,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         _write_atomic(identity_file, json.dumps({**identity, "design_points": design}, indent=1))
+    taken = take_back_from_table(out, identity, work)
+    if taken:
+        print(f"{taken} finished runs taken back from {out}")
 
     meta = {
         **identity,
@@ -259,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             for future in finished:
                 run = pending.pop(future)
                 epochs = future.result()
-                result = {**asdict(run), "epochs": epochs}
+                result = {**asdict(run), "cpu": meta["machine"]["cpu"], "epochs": epochs}
                 _write_atomic(work / "runs" / f"{run.key}.json", json.dumps(result))
                 done, finished_now = done + 1, finished_now + 1
                 write_table(space, design, work, out, meta)
