@@ -49,11 +49,21 @@ limits: {{max_trials: 6, max_parallel: 1, max_retries: 0}}
 
 
 def test_a_study_on_a_tracking_server_is_recorded_and_its_champion_predicts(
-    ray_cluster: None, tmp_path: Path, assets: Path, mlflow_server: Any
+    ray_cluster: None,
+    tmp_path: Path,
+    assets: Path,
+    mlflow_server: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from trainer.predict import Predictor
 
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
     summary = run_study(load_space(_space(tmp_path, assets, mlflow_server.uri)), log=print)
+    shown = capsys.readouterr().out
+    assert "[6/6] trial" in shown
+    # MLflow's "View run ... at: http://..." pair for each of the 7 runs stays out of the terminal
+    assert "View run" not in shown and "View experiment" not in shown
     board = summary.leaderboard.set_index("trial_id")
     assert len(board) == 6 and (board["status"] == "failed").sum() == 3
 
