@@ -15,6 +15,7 @@ import yaml
 
 from benchmarks.blackbox.design import from_unit, sobol_design, to_unit
 from benchmarks.blackbox.record import main as record_main
+from benchmarks.blackbox.record import recorded_sha256
 from benchmarks.blackbox.simulate import Method, Table, simulate
 from tuner.space import load_space
 from tuner.study import load_trials, run_study
@@ -74,6 +75,8 @@ def test_the_committed_table_is_the_recorded_design(table: Table) -> None:
     for row, config in zip(table.ids, table.configs, strict=True):
         assert config == pytest.approx(design[row])  # each row is its design point, trained
     assert meta["runs"] == frame.groupby(["config", "seed"]).ngroups
+    # recorded from the quickstart's data, fixed and search sections as they are now
+    assert meta["recorded_sha256"] == recorded_sha256(QUICKSTART.read_text())
     # a recorded configuration is its own nearest neighbour
     for row, config in enumerate(table.configs):
         assert table.nearest(config) == row

@@ -16,8 +16,9 @@ the table (`benchmarks/blackbox/tables/NAME.csv`, with `NAME.json` saying how it
 rewritten after each one, so a killed recording keeps everything it finished and the same command
 continues it. Without the work folder (a fresh clone, a new machine) the command continues from the
 committed table itself: its runs are taken back into the work folder when the table says it was
-recorded from the same space and design. Each run keeps the CPU it was trained on, and the table's
-JSON counts runs per CPU, since epoch seconds are only comparable within one kind of CPU.
+recorded from the same space (its data, fixed and search sections) and design. Each run keeps the
+CPU it was trained on, and the table's JSON counts runs per CPU, since epoch seconds are only
+comparable within one kind of CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = Path(__file__).resolve().parent / "tables"
@@ -198,6 +201,16 @@ def take_back_from_table(out: Path, identity: dict[str, Any], work: Path) -> int
     return taken
 
 
+def recorded_sha256(space_text: str) -> str:
+    """SHA-256 of what a recording depends on: the space's `data`, `fixed` and `search` sections.
+
+    Its sampler, pruner, limits and comments may change without making the table another one.
+    """
+    raw = yaml.safe_load(space_text) or {}
+    recorded = {k: raw.get(k) for k in ("data", "fixed", "search")}
+    return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
+
+
 def _describe(config: dict[str, Any]) -> str:
     def short(v: Any) -> str:
         return f"{v:.3g}" if isinstance(v, float) else str(v)
@@ -232,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     design = sobol_design(space.dimensions, space.base, args.configs, seed=args.design_seed)
     identity = {
         "space": str(args.space),
-        "space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
+        "recorded_sha256": recorded_sha256(space.text),
         "design": f"scrambled Sobol, seed {args.design_seed}",
         "configs": args.configs,
         "seeds": args.seeds,
