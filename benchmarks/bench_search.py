@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bench_search                       # the quickstart table
     .venv/bin/python -m benchmarks.bench_search --studies 50 --budget 300
     .venv/bin/python -m benchmarks.bench_search --settings 100        # also try other settings
+    .venv/bin/python -m benchmarks.bench_search --max-trials 12 --budget 108  # quickstart's size
 
 Each method is a sampler (random, TPE with the space's options, QMC) with or without ASHA (the
 space's grace period and reduction factor), replayed by `benchmarks.blackbox.simulate` until
@@ -88,7 +89,7 @@ def setting_variants(space: Any) -> list[Method]:
             asha=(grace, factor),
         )
     )
-    for g, f in ((1, 2), (1, 4), (2, 3), (3, 3)):
+    for g, f in ((1, 2), (1, 3), (1, 4), (2, 3), (3, 3)):
         if (g, f) != (grace, factor):
             variants.append(Method(f"ASHA grace {g}, rf {f}", "tpe", options, asha=(g, f)))
     return variants
@@ -129,10 +130,16 @@ def _init(space_path: str, table_path: str) -> None:
     _state.update(space=space, table=Table.load(table_path, space))
 
 
-def _run(task: tuple[Method, int, int, int]) -> Trace:
-    method, seed, budget, parallel = task
+def _run(task: tuple[Method, int, int, int, int | None]) -> Trace:
+    method, seed, budget, parallel, max_trials = task
     return simulate(
-        _state["space"], _state["table"], method, budget=budget, max_parallel=parallel, seed=seed
+        _state["space"],
+        _state["table"],
+        method,
+        budget=budget,
+        max_parallel=parallel,
+        seed=seed,
+        max_trials=max_trials,
     )
 
 
@@ -145,9 +152,11 @@ def run_studies(
     budget: int,
     parallel: int,
     jobs: int,
+    max_trials: int | None = None,
 ) -> dict[str, list[Trace]]:
-    """`studies` simulated studies of each method (study seeds 0..studies-1), on `jobs` cores."""
-    tasks = [(m, s, budget, parallel) for m in methods for s in range(studies)]
+    """`studies` simulated studies of each method (study seeds 0..studies-1), on `jobs` cores;
+    a study ends at `budget` epochs or after `max_trials` trials."""
+    tasks = [(m, s, budget, parallel, max_trials) for m in methods for s in range(studies)]
     if jobs <= 1:
         _init(str(space_path), str(table_path))
         traces = [_run(t) for t in tasks]
@@ -327,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=200, help="simulated studies per method")
     parser.add_argument("--budget", type=int, default=None, help="epochs (default 50 full trials)")
     parser.add_argument("--parallel", type=int, default=None, help="workers (default the space's)")
+    parser.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        help="a study also ends after this many trials (e.g. the space's limits.max_trials)",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "results" / "search.png")
     parser.add_argument("--methods", default=None, help="comma-separated names to run")
@@ -366,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         budget=budget,
         parallel=parallel,
         jobs=args.jobs,
+        max_trials=args.max_trials,
     )
     print(
         f"simulated {args.studies * len(methods)} studies in {time.perf_counter() - start:.0f} s "
@@ -382,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             budget=budget,
             parallel=parallel,
             jobs=args.jobs,
+            max_trials=args.max_trials,
         )
         report_settings(table, swept, budget)
     return 0

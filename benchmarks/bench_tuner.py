@@ -197,18 +197,23 @@ def _expected_random_epochs(pool: list[dict[str, Any]], target: float) -> float 
 
 
 def _asha_replay_epochs(
-    pool: list[dict[str, Any]], target: float, orders: int = 400
+    pool: list[dict[str, Any]],
+    target: float,
+    orders: int = 400,
+    asha: tuple[int, float] | None = None,
 ) -> float | None:
     """Expected epochs random search *with* ASHA would spend until a trial reaches `target`,
     replayed on the pool's full learning curves: over `orders` random orders of the pool (each
     repeated so a run cannot exhaust it), trials one at a time, Ray's asynchronous rule with the
-    quickstart's grace period and reduction factor (at each rung, stop a trial whose accuracy is
-    below the (1 - 1/factor) quantile of those recorded there). Separates ASHA's share of the
-    saving from TPE's."""
+    quickstart's grace period and reduction factor, or `asha` = (grace, factor) (at each rung, stop
+    a trial whose accuracy is below the (1 - 1/factor) quantile of those recorded there). Separates
+    ASHA's share of the saving from TPE's."""
     import numpy as np
 
-    pruner = _quickstart_pruner()
-    grace, factor = pruner.grace_period, pruner.reduction_factor
+    if asha is None:
+        pruner = _quickstart_pruner()
+        asha = (pruner.grace_period, pruner.reduction_factor)
+    grace, factor = asha
     max_t = max(row["epochs"] for row in pool)
     # Ray's milestones grace * factor**k below max_t, each met at the first epoch >= it
     rungs = sorted({math.ceil(grace * factor**k) for k in range(64) if grace * factor**k < max_t})

@@ -47,7 +47,7 @@ def test_asha_replay_stops_trials_behind_at_a_rung_and_saves_epochs() -> None:
     rng = random.Random(0)
     pool = [_row([0.5 + 0.01 * e for e in range(9)])]
     pool += [_row([rng.uniform(0.1, 0.3)] * 9) for _ in range(15)]
-    replayed = _asha_replay_epochs(pool, 0.58, orders=50)
+    replayed = _asha_replay_epochs(pool, 0.58, orders=50, asha=(1, 3))  # rungs 1, 3
     expected = _expected_random_epochs(pool, 0.58)
     assert replayed is not None and expected == 9 * 17 / 2
     # the replay draws from 3 copies of the pool, so without stopping it would cost 9 * 49 / 4
