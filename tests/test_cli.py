@@ -92,7 +92,7 @@ def test_train_says_what_it_found_and_gives_notices_as_one_line(small_data, tmp_
     assert re.search(r"train: 40 images, 10 classes, cached in memory \(0 MiB, decoded in", start)
     assert "validation: 20 images, 10 classes, cached in memory" in start
     assert re.search(
-        r"device: cpu \(\w+\), precision: float32, threads: \d+, model: ResNet-20", start
+        r"device: cpu \(\w+(, \w+)*\), precision: float32, threads: \d+, model: ResNet-20", start
     )
     lines = (out + err).splitlines()
     assert (

@@ -49,9 +49,9 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_capability() -> str:
-    """torch's CPU kernel level (e.g. `AVX512`) plus the bf16 flags found, for logs/benchmarks."""
+    """torch's CPU kernel level plus the bf16 flags found (e.g. `AVX512, avx512_bf16`), for logs."""
     flags = sorted(f for f in _BF16_FLAGS if f in cpu_flags())
-    return torch.backends.cpu.get_cpu_capability() + (f" ({', '.join(flags)})" if flags else "")
+    return ", ".join([torch.backends.cpu.get_cpu_capability(), *flags])
 
 
 def native_bf16(flags: Iterable[str], capability: str) -> bool:

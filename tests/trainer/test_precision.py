@@ -61,6 +61,7 @@ def test_native_bf16_detection_reads_the_cpu_flags() -> None:
         cpu_flags(), torch.backends.cpu.get_cpu_capability()
     )
     assert cpu_capability().startswith(torch.backends.cpu.get_cpu_capability())
+    assert ("avx512_bf16" in cpu_capability()) == ("avx512_bf16" in cpu_flags())
 
 
 def test_device_defaults_to_cuda_when_available() -> None:
