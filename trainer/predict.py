@@ -16,9 +16,27 @@ from trainer.artifacts import LoadedModel, load_model_archive
 from trainer.errors import DataError
 from trainer.precision import resolve_device
 
-__all__ = ["ImageInput", "Predictor"]
+__all__ = ["ImageInput", "Predictor", "default_batch_size"]
 
 ImageInput = bytes | Image.Image | np.ndarray | str | Path
+
+# On a CPU, a batch whose activations outgrow the caches runs slower per image. Measured on 2
+# cores (Xeon, fp32), images/s by batch of 8 / 64: ResNet-50 at 224x224 27.0 / 15.2, at 112x112
+# 104 / 77; ResNet-18 at 224x224 59 / 50; ResNet-20 at 32x32 and 64x64 within noise of each other.
+_CPU_BATCH_PIXELS = 2**19
+_MAX_BATCH = 64
+
+
+def default_batch_size(device: torch.device, image_shape: tuple[int, int, int]) -> int:
+    """Images per forward pass: 64 on a GPU; on a CPU the largest power of two up to 64 whose
+    batch holds at most 2**19 pixels (64 at 32x32, 32 at 112x112, 8 at 224x224)."""
+    if device.type != "cpu":
+        return _MAX_BATCH
+    _channels, height, width = image_shape
+    batch = _MAX_BATCH
+    while batch > 1 and batch * height * width > _CPU_BATCH_PIXELS:
+        batch //= 2
+    return batch
 
 
 class Predictor:
@@ -29,11 +47,13 @@ class Predictor:
     (1, 10)
     """
 
-    def __init__(self, loaded: LoadedModel, device: torch.device, batch_size: int = 64) -> None:
+    def __init__(
+        self, loaded: LoadedModel, device: torch.device, batch_size: int | None = None
+    ) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.device = device
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(device, loaded.image_shape)
         channels, self.height, self.width = loaded.image_shape
         self.mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
         self.channels = channels

@@ -13,7 +13,7 @@ from PIL import Image
 
 from trainer.artifacts import load_incremental_weights, load_model_archive, write_model_archive
 from trainer.errors import DataError, HyperparameterError
-from trainer.predict import Predictor
+from trainer.predict import Predictor, default_batch_size
 
 
 def test_archive_holds_weights_checkpoints_hyperparameters_and_shape(trained_archive) -> None:
@@ -65,6 +65,23 @@ def test_predictor_resizes_without_keeping_aspect_and_returns_probabilities(
     model_in = torch.from_numpy(squashed).permute(2, 0, 1)[None]
     expected = predictor.model(model_in).softmax(1)[0].detach().numpy()
     np.testing.assert_allclose(probs[0], expected, rtol=1e-5)
+
+
+def test_predictor_batches_by_image_size_on_a_cpu_and_answers_alike_in_any_batch(
+    trained_archive,
+) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert default_batch_size(cpu, (3, 32, 32)) == 64
+    assert default_batch_size(cpu, (3, 112, 112)) == 32
+    assert default_batch_size(cpu, (3, 224, 224)) == 8
+    assert default_batch_size(cpu, (3, 2048, 2048)) == 1
+    assert default_batch_size(gpu, (3, 224, 224)) == 64
+    predictor = Predictor.from_archive(trained_archive, device="cpu")
+    assert predictor.batch_size == 64  # 8x8 images
+    images = list(np.random.default_rng(1).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8))
+    whole = predictor.predict(images)
+    predictor.batch_size = 3  # 4 forward passes, the last of one image
+    np.testing.assert_allclose(predictor.predict(images), whole, rtol=1e-5, atol=1e-7)
 
 
 def test_predictor_rejects_what_is_not_an_image(trained_archive) -> None:
