@@ -296,6 +296,31 @@ def test_every_bad_request_gets_a_4xx_json_message_and_the_server_goes_on(
     assert good.status_code == 200 and len(good.json()["prediction"]) == 10
 
 
+def test_a_model_that_fails_gets_a_500_json_message_and_the_server_goes_on(
+    archive: Path, jpegs: list[bytes]
+) -> None:
+    import torch
+
+    class OutOfMemory(torch.nn.Module):
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("DefaultCPUAllocator: not enough memory")
+
+    broken = Predictor.from_archive(archive)
+    broken.model = OutOfMemory()
+    with serving(broken, ServeSettings(archive)) as (url, _app):
+        for path in ("/invocations", "/endpoints/my-endpoint/invocations"):
+            response = requests.post(
+                f"{url}{path}", data=jpegs[0], headers={"Content-Type": "image/jpeg"}, timeout=30
+            )
+            assert response.status_code == 500, response.text
+            assert response.json() == {
+                "code": "InternalFailure",
+                "message": "the model failed on this request: RuntimeError: "
+                "DefaultCPUAllocator: not enough memory",
+            }
+        assert requests.get(f"{url}/ping", timeout=10).status_code == 200
+
+
 def test_requests_that_arrive_together_share_one_forward_pass(
     predictor: Predictor, archive: Path, jpegs: list[bytes]
 ) -> None:
@@ -408,6 +433,58 @@ def test_the_batcher_bounds_each_batch_and_splits_the_answers_back() -> None:
     answers = asyncio.run(scenario())
     assert [a[:, 0].tolist() for a in answers] == [[i] * (1 + i % 2) for i in range(6)]
     assert sum(calls) == 9 and max(calls) <= 4 and len(calls) >= 3
+
+
+def test_the_forward_thread_runs_torch_on_the_threads_the_settings_give_it() -> None:
+    import asyncio
+
+    import torch
+
+    before = torch.get_num_threads()
+    seen: list[tuple[str, int]] = []
+
+    def forward(images: Any) -> np.ndarray:
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return np.zeros((len(images), 1))
+
+    async def scenario() -> None:
+        batcher = Batcher(
+            forward,
+            max_batch_size=4,
+            max_delay_s=0.0,
+            max_pending_images=100,
+            thread_initializer=lambda: torch.set_num_threads(1),
+        )
+        batcher.start()
+        try:
+            await batcher.submit([np.zeros(1)])
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert seen == [("forward_0", 1)]
+    assert torch.get_num_threads() == before  # the caller's own threads are left alone
+
+
+def test_load_predictor_leaves_its_calling_thread_one_torch_thread(archive: Path) -> None:
+    """The server's event-loop thread runs no parallel torch work, so that the forward thread is
+    the only one with an OpenMP team (see `load_predictor`)."""
+    import torch
+
+    from tuner.serving.app import load_predictor
+
+    before = torch.get_num_threads()
+    found: list[object] = []
+
+    def load() -> None:
+        predictor = load_predictor(ServeSettings(archive))
+        found.extend([torch.get_num_threads(), predictor.num_classes])
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join(60)
+    assert found == [1, 10]
+    assert torch.get_num_threads() == before
 
 
 def _record_champion(tmp_path: Path, archive: Path, assets: Path) -> str:

@@ -15,6 +15,16 @@ from trainer.errors import UserError
 __all__ = ["command"]
 
 
+def _forward_threads(workers: int) -> int:
+    """Torch threads for each worker's forward passes: this process's (`OMP_NUM_THREADS` or the
+    cores) for one worker, the cores shared out among several."""
+    import torch
+
+    if workers == 1:
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -139,7 +149,7 @@ def command(
             archive=source.archive.resolve(),
             max_batch_size=max_batch_size,
             max_batch_delay_ms=max_batch_delay_ms,
-            threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None,
+            threads=_forward_threads(workers),
             limits=Limits(max_payload_bytes=max_payload_mb * 1024 * 1024),
         )
         predictor = load_predictor(settings)
