@@ -15,7 +15,8 @@ The images are the 400 real CIFAR-10 JPEGs in `tests/assets/cifar10` (resized to
 input, as `tune predict` and the endpoint both do).
 
 - `tune predict`: its code path in this process (`Predictor.prepare` each file's bytes, then
-  `Predictor.predict` in batches of 64) on the 400 images twice per round, start-up excluded.
+  `Predictor.predict` in its batches: 64 images at 32x32, 8 at 224x224 on a CPU) on the 400
+  images twice per round, start-up excluded.
 - The endpoint: `tune serve MODEL --workers N` as a subprocess (default 1, default batching),
   clients in threads of this process over keep-alive HTTP connections (`http.client`), each
   sending one image per request and waiting for the answer (closed loop); images/s is requests
@@ -91,7 +92,7 @@ def _train_model(case: str, folder: Path) -> Path:
 
 
 def _predict_rate(predictor: Any, files: list[Path]) -> float:
-    """`tune predict`'s work on `files` (read, prepare, predict in batches of 64): images/s."""
+    """`tune predict`'s work on `files` (read, prepare, predict in its batches): images/s."""
     start = time.perf_counter()
     arrays = [predictor.prepare(file, i) for i, file in enumerate(files)]
     probabilities = predictor.predict(arrays)
@@ -235,8 +236,8 @@ def run_case(case: str, model: Path, args: argparse.Namespace, tmp: Path) -> flo
         rate = statistics.median(serve_rates)
         quantiles = statistics.quantiles(latencies, n=100)
         print(
-            f"  tune predict (batches of 64): {predict_rate:,.1f} images/s (median of "
-            f"{args.rounds}: {', '.join(f'{r:.1f}' for r in predict_rates)})"
+            f"  tune predict (batches of {predictor.batch_size}): {predict_rate:,.1f} images/s "
+            f"(median of {args.rounds}: {', '.join(f'{r:.1f}' for r in predict_rates)})"
         )
         print(
             f"  tune serve, {args.clients} clients, one JPEG per request: {rate:,.1f} images/s "
