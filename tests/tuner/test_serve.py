@@ -325,7 +325,9 @@ def test_requests_that_arrive_together_share_one_forward_pass(
     predictor: Predictor, archive: Path, jpegs: list[bytes]
 ) -> None:
     settings = ServeSettings(archive, max_batch_size=8, max_batch_delay_ms=500)
-    expected = _expected(predictor, jpegs[:8])
+    # small JPEGs are decoded on the event loop, 200x200 PNGs on worker threads
+    bodies = [jpeg if i % 2 else _png(jpeg, (200, 200)) for i, jpeg in enumerate(jpegs[:8])]
+    expected = _expected(predictor, bodies)
     with serving(predictor, settings) as (url, app):
         start = threading.Barrier(8)
 
@@ -333,8 +335,8 @@ def test_requests_that_arrive_together_share_one_forward_pass(
             start.wait()
             response = requests.post(
                 f"{url}/invocations",
-                data=jpegs[index],
-                headers={"Content-Type": "image/jpeg"},
+                data=bodies[index],
+                headers={"Content-Type": "application/x-image"},
                 timeout=60,
             )
             return list(response.json()["prediction"])
@@ -408,6 +410,34 @@ def test_a_lone_request_is_not_kept_waiting_for_others_that_are_not_coming() -> 
         finally:
             await batcher.stop()
         assert batcher.batch_sizes == {1: 1, 2: 1}
+
+    asyncio.run(scenario())
+
+
+def test_the_batcher_waits_for_as_many_images_as_its_last_batch_held() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        # an hour's delay: any wait for it would end in wait_for's TimeoutError
+        batcher = Batcher(
+            lambda images: np.zeros((len(images), 1)),
+            max_batch_size=32,
+            max_delay_s=3600.0,
+            max_pending_images=100,
+        )
+        batcher.start()
+        try:
+            await asyncio.wait_for(batcher.submit([np.zeros(1)]), 30)  # last batch: 1
+            three = [batcher.submit([np.zeros(1)]) for _ in range(3)]
+            await asyncio.wait_for(asyncio.gather(*three), 30)  # queued together: last batch 3
+            lone = asyncio.ensure_future(batcher.submit([np.zeros(1)]))
+            await asyncio.sleep(0.3)
+            assert not lone.done()  # two more are expected
+            await asyncio.wait_for(batcher.submit([np.zeros(1), np.zeros(1)]), 30)
+            await asyncio.wait_for(lone, 30)
+        finally:
+            await batcher.stop()
+        assert batcher.batch_sizes == {1: 1, 3: 2}
 
     asyncio.run(scenario())
 

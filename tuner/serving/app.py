@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -26,12 +27,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from trainer.predict import Predictor
 from tuner.serving.batching import Batcher, QueueFull
 from tuner.serving.contract import (
+    RECORDIO,
     Limits,
     RequestError,
     answer,
     check_content_type,
     choose_accept,
     decode_body,
+    image_array,
+    open_image,
 )
 
 __all__ = [
@@ -41,6 +45,11 @@ __all__ = [
     "build_app",
     "load_predictor",
 ]
+
+# Images up to this many pixels are decoded on the event loop: a 32x32 JPEG takes 0.1 ms. With 8
+# clients at 32x32 on 2 cores, decoding here (and batching to the last batch's size, see `Batcher`)
+# answered 1,030-1,120 requests/s where the hop to a worker thread for each answered 900.
+INLINE_DECODE_PIXELS = 128 * 128
 
 # How `tune serve --workers N` hands its settings to the N worker processes uvicorn starts.
 ENVIRONMENT_VARIABLE = "TUNE_SERVE_SETTINGS"
@@ -147,12 +156,22 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
     async def ping() -> Response:
         return Response(b'{"status": "healthy"}', media_type="application/json")
 
+    async def decode(body: bytes, content_type: str) -> list[np.ndarray]:
+        """The body's images: a small single image on the event loop (it decodes in less time
+        than the hop to a worker thread takes), RecordIO bodies and larger images on a worker."""
+        if content_type == RECORDIO or not body:
+            return await run_in_threadpool(decode_body, body, content_type, predictor, limits)
+        image = open_image(body, "the body", limits)
+        if image.width * image.height <= INLINE_DECODE_PIXELS:
+            return [image_array(image, "the body", predictor)]
+        return [await run_in_threadpool(image_array, image, "the body", predictor)]
+
     async def invocations(request: Request) -> Response:
         content_type = check_content_type(request.headers.get("content-type"))
         body = await _read_body(request, limits.max_payload_bytes)
         arrival = batcher.arrival()
         try:
-            images = await run_in_threadpool(decode_body, body, content_type, predictor, limits)
+            images = await decode(body, content_type)
             accept = choose_accept(request.headers.get("accept"), len(images))
             probabilities = await batcher.submit(images, arrival)
         except QueueFull as exc:

@@ -1,16 +1,18 @@
 """Dynamic batching: requests that arrive together share one forward pass.
 
 A request is announced (`arrival()`) as soon as its body is read, before its images are decoded.
-Queued images wait for the model only while announced requests are still on their way, until
+Queued images wait for the model while announced requests are still on their way, or while fewer
+are queued than the last batch held (clients that just got their answers tend to send again), until
 `max_batch_size` images are queued or `max_delay_s` has passed, counted from the later of the
 oldest waiting request's arrival and the end of the last forward pass (TorchServe's
-`max_batch_delay`); with nothing on its way, they go at once. Then up to `max_batch_size` images
-(at least one whole request) go through the model in one call on a dedicated thread
-(`thread_initializer` runs on it first), so the event loop keeps reading requests (and answering
-`/ping`) while the model runs. A fixed wait alone leaves the model idle for the whole delay
-whenever fewer than `max_batch_size` clients are sending (measured with 8 closed-loop clients and
-a 5 ms delay: the model busy half the time). A full queue refuses new work (`QueueFull`) rather
-than growing without bound.
+`max_batch_delay`). With nothing on its way and the last batch's size reached, they go at once;
+when the load drops, one batch waits out the delay and the next expects fewer. Then up to
+`max_batch_size` images (at least one whole request) go through the model in one call on a
+dedicated thread (`thread_initializer` runs on it first), so the event loop keeps reading requests
+(and answering `/ping`) while the model runs. A fixed wait alone leaves the model idle for the
+whole delay whenever fewer than `max_batch_size` clients are sending (measured with 8 closed-loop
+clients and a 5 ms delay: the model busy half the time). A full queue refuses new work
+(`QueueFull`) rather than growing without bound.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Batcher:
         self._queue: collections.deque[_Waiting] = collections.deque()
         self._pending = 0
         self._arriving = 0  # open `Arrival`s
+        self._expected = 0  # images in the last batch: as many are likely to come again
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(
@@ -144,7 +147,9 @@ class Batcher:
             if not self._queue:
                 continue
             deadline = max(self._queue[0].arrived, free_since) + self.max_delay_s
-            while self._arriving > 0 and self._queued_images() < self.max_batch_size:
+            while (
+                self._arriving > 0 or self._queued_images() < self._expected
+            ) and self._queued_images() < self.max_batch_size:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -181,6 +186,7 @@ class Batcher:
     async def _compute(self, batch: list[_Waiting], loop: asyncio.AbstractEventLoop) -> None:
         images = [image for waiting in batch for image in waiting.images]
         self.batch_sizes[len(images)] += 1
+        self._expected = len(images)
         try:
             rows = await loop.run_in_executor(self._executor, self.forward, images)
         except Exception as exc:  # the model failed: each request gets the error, the loop goes on

@@ -14,10 +14,11 @@ rule and the value.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,9 @@ __all__ = [
     "answer",
     "choose_accept",
     "decode_body",
+    "image_array",
     "media_type",
+    "open_image",
 ]
 
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png")
@@ -142,19 +145,17 @@ def decode_body(
 
 
 def _decode_image(data: bytes, where: str, predictor: Predictor, limits: Limits) -> np.ndarray:
+    return image_array(open_image(data, where, limits), where, predictor)
+
+
+@contextlib.contextmanager
+def _pillow_errors(where: str) -> Iterator[None]:
+    """Pillow's errors for a corrupt or oversized image as 400 and 413 `RequestError`s."""
     try:
         with warnings.catch_warnings():
-            # our own limit below replaces Pillow's decompression-bomb warning
+            # our own limit in `open_image` replaces Pillow's decompression-bomb warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > limits.max_image_pixels:
-                raise RequestError(
-                    413,
-                    f"{where}: an image may have at most {limits.max_image_pixels:,} pixels, "
-                    f"but this one is {width}x{height}",
-                )
-            image.load()
+            yield
     except Image.DecompressionBombError as exc:
         raise RequestError(413, f"{where}: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for corrupt data
@@ -162,6 +163,27 @@ def _decode_image(data: bytes, where: str, predictor: Predictor, limits: Limits)
         raise RequestError(
             400, f"{where} cannot be decoded as an image ({reason}); a JPEG or PNG is expected"
         ) from None
+
+
+def open_image(data: bytes, where: str, limits: Limits) -> Image.Image:
+    """The image in `data` with its header read and its size checked, its pixels not yet decoded
+    (cheap: `image.size` tells what `image_array` will cost)."""
+    with _pillow_errors(where):
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > limits.max_image_pixels:
+            raise RequestError(
+                413,
+                f"{where}: an image may have at most {limits.max_image_pixels:,} pixels, "
+                f"but this one is {width}x{height}",
+            )
+    return image
+
+
+def image_array(image: Image.Image, where: str, predictor: Predictor) -> np.ndarray:
+    """An `open_image` decoded and resized to the model's `image_shape`, as `tune predict` does."""
+    with _pillow_errors(where):
+        image.load()
     try:
         return predictor.prepare(image)
     except DataError as exc:
