@@ -385,17 +385,21 @@ def test_more_images_waiting_than_the_server_holds_is_a_429_not_a_queue_without_
     assert "1 images are waiting" in second.json()["message"]
 
 
+def _batcher_with_an_hours_delay() -> Batcher:
+    """A batcher whose every wait would outlast the tests' `wait_for` timeouts."""
+    return Batcher(
+        lambda images: np.zeros((len(images), 1)),
+        max_batch_size=32,
+        max_delay_s=3600.0,
+        max_pending_images=100,
+    )
+
+
 def test_a_lone_request_is_not_kept_waiting_for_others_that_are_not_coming() -> None:
     import asyncio
 
     async def scenario() -> None:
-        # an hour's delay: any wait for it would end in wait_for's TimeoutError
-        batcher = Batcher(
-            lambda images: np.zeros((len(images), 1)),
-            max_batch_size=32,
-            max_delay_s=3600.0,
-            max_pending_images=100,
-        )
+        batcher = _batcher_with_an_hours_delay()
         batcher.start()
         try:
             # nothing else on its way: straight to the model
@@ -418,13 +422,7 @@ def test_the_batcher_waits_for_as_many_images_as_its_last_batch_held() -> None:
     import asyncio
 
     async def scenario() -> None:
-        # an hour's delay: any wait for it would end in wait_for's TimeoutError
-        batcher = Batcher(
-            lambda images: np.zeros((len(images), 1)),
-            max_batch_size=32,
-            max_delay_s=3600.0,
-            max_pending_images=100,
-        )
+        batcher = _batcher_with_an_hours_delay()
         batcher.start()
         try:
             await asyncio.wait_for(batcher.submit([np.zeros(1)]), 30)  # last batch: 1

@@ -92,6 +92,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"code": _CODES.get(status, "Error"), "message": message}, status)
 
 
+def _error_for(exc: Exception) -> JSONResponse:
+    """A refused request's 4xx, or a 500 for anything else (the model failed)."""
+    if isinstance(exc, RequestError):
+        return _error(exc.status, exc.message)
+    return _error(500, f"the model failed on this request: {type(exc).__name__}: {exc}")
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused (413) as soon as it is known to exceed `limit` bytes."""
     declared = request.headers.get("content-length")
@@ -141,16 +148,13 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
     app.state.batcher = batcher
 
     @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+    @app.exception_handler(Exception)
+    async def refused_or_failed(request: Request, exc: Exception) -> JSONResponse:
+        return _error_for(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def failure(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, f"the model failed on this request: {type(exc).__name__}: {exc}")
 
     @app.get("/ping")
     async def ping() -> Response:
@@ -210,10 +214,8 @@ class _InvocationsFastPath:
             return
         try:
             response = await self.handler(Request(scope, receive))
-        except RequestError as exc:
-            response = _error(exc.status, exc.message)
-        except Exception as exc:  # the model failed: answer 500, keep serving
-            response = _error(500, f"the model failed on this request: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # answered as the app's own handlers answer it; serving goes on
+            response = _error_for(exc)
         await response(scope, receive, send)
 
 
