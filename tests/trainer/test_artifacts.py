@@ -31,6 +31,9 @@ def test_archive_holds_weights_checkpoints_hyperparameters_and_shape(trained_arc
 def test_round_trip_gives_the_same_model_in_eval_mode(trained_archive, make_hp) -> None:
     loaded = load_model_archive(trained_archive)
     assert not loaded.model.training
+    # in the trainer's memory format: a forward does not convert each convolution's weights
+    conv_weights = [m.weight for m in loaded.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
     assert (loaded.num_classes, loaded.image_shape) == (4, (3, 8, 8))
     assert loaded.hyperparameters == make_hp()
     rewritten = trained_archive.parent / "copy" / "model.tar.gz"
