@@ -99,7 +99,7 @@ class Forecast:
             )
         else:
             how = "no pruner: every trial runs all its epochs"
-        span = f"{low:.1f}" if math.isclose(low, high, rel_tol=0.05) else f"{low:.1f} - {high:.1f}"
+        span = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} - {high:.1f}"
         limit = space.limits.max_wall_seconds
         wall = (
             f"{format_duration(self.wall_seconds)} expected "
