@@ -1,4 +1,5 @@
-"""Which device to train on and what `precision_dtype=float16` means there.
+"""Which device to train on, in which memory format, and what `precision_dtype=float16` means
+there.
 
 - CUDA: float16 autocast with gradient scaling.
 - CPU with native bf16 (AVX512-BF16 or AMX): bfloat16 autocast (no scaling needed).
