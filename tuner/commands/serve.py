@@ -86,7 +86,9 @@ def _check_port_free(host: str, port: int) -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Server processes, each with the model loaded and its share of the CPU cores.",
+    help="Server processes, each with the model loaded and its share of the CPU cores. A new "
+    "connection goes to whichever process accepts it first, so a few keep-alive clients may all "
+    "land on one: more processes pay off with many clients.",
 )
 @click.option(
     "--tracking-uri",
