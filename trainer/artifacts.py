@@ -35,7 +35,7 @@ from torch import nn
 from trainer.errors import DataError, HyperparameterError, storage_error
 from trainer.hyperparameters import Hyperparameters, parse_hyperparameters
 from trainer.models import build_model
-from trainer.precision import prefers_channels_last
+from trainer.precision import place_model
 
 __all__ = [
     "ARCHIVE_NAME",
@@ -261,10 +261,7 @@ def load_model_archive(
         raise DataError(f"{path} member {_HYPERPARAMETERS} is not valid: {exc}") from None
     model = build_model(hp)
     apply_weights(model, state, path)
-    device = torch.device(device)
-    model.to(device).eval()
-    if prefers_channels_last(device):
-        model.to(memory_format=torch.channels_last)
+    place_model(model, torch.device(device)).eval()
     return LoadedModel(model, hp, hp.num_classes, hp.image_shape, info)
 
 

@@ -42,6 +42,7 @@ from trainer.optim import build_optimizer, build_scheduler, current_learning_rat
 from trainer.precision import (
     Precision,
     cpu_capability,
+    place_model,
     prefers_channels_last,
     resolve_device,
     resolve_precision,
@@ -313,9 +314,7 @@ def fit(
     if initial is not None:
         apply_weights(model, *initial)
     channels_last = prefers_channels_last(device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    place_model(model, device)
     trained: nn.Module = model
     if world_size > 1 and optimizer_factory is None:
         ids = [device] if device.type == "cuda" else None

@@ -22,6 +22,7 @@ __all__ = [
     "cpu_capability",
     "cpu_has_native_bf16",
     "native_bf16",
+    "place_model",
     "prefers_channels_last",
     "resolve_device",
     "resolve_precision",
@@ -45,6 +46,14 @@ def prefers_channels_last(device: torch.device) -> bool:
     """Whether models on `device` run in channels_last memory format, in training and inference
     alike (a model in the other format than its input converts its weights in every call)."""
     return _CHANNELS_LAST.get(device.type, False)
+
+
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` moved to `device`, in the memory format `prefers_channels_last` gives there."""
+    model.to(device)
+    if prefers_channels_last(device):
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 @cache

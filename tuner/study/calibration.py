@@ -225,7 +225,7 @@ def _measure(request: dict[str, Any]) -> dict[str, Any]:
     from trainer.models import build_model
     from trainer.notices import notices_to
     from trainer.optim import build_optimizer
-    from trainer.precision import resolve_device, resolve_precision
+    from trainer.precision import place_model, resolve_device, resolve_precision
 
     torch.set_num_threads(request["threads"])
     torch.manual_seed(request["seed"])
@@ -272,7 +272,7 @@ def _measure(request: dict[str, Any]) -> dict[str, Any]:
                 "cache_bytes": (data.cache_bytes if data.cache_bytes is not None else 4 << 30),
             }
         start = time.perf_counter()
-        model = build_model(hp).to(device).to(memory_format=torch.channels_last)
+        model = place_model(build_model(hp), device)
         model_seconds = time.perf_counter() - start
         optimizer = build_optimizer(model, hp)
         step_seconds, validation_seconds = _time_steps(
